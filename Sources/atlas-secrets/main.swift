@@ -1,0 +1,2 @@
+import AtlasSecrets
+print("atlas-secrets")

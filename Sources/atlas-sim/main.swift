@@ -1,0 +1,2 @@
+import AtlasSim
+print("atlas-sim")
