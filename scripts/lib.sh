@@ -71,3 +71,11 @@ pg_stop() {
     [ -f "$dir/data/PG_VERSION" ] || return 0
     as_pg_user "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 }
+
+# The Swift toolchain: on PATH, or where this machine kind installs it.
+ensure_swift() {
+    if ! command -v swift >/dev/null 2>&1; then
+        [ -x /opt/swift/usr/bin/swift ] && export PATH="$PATH:/opt/swift/usr/bin"
+    fi
+    command -v swift >/dev/null 2>&1 || { echo "swift not found (expected on PATH or in /opt/swift/usr/bin)" >&2; return 69; }
+}

@@ -1,0 +1,289 @@
+import Foundation
+
+/// Runs one claimed job to the end of its attempt, on a lane's thread. Owns nothing shared
+/// except through `WorkerContext`; its AtlasClient (and HTTP connection) belongs to the lane.
+/// Never lets a plaintext secret reach a log line, an error or the database.
+struct JobProcessor: ~Copyable {
+    let context: WorkerContext
+    let atlas: AtlasClient
+
+    private var config: Worker.Configuration { context.configuration }
+    private var pool: PGPool { context.pool }
+    private var log: Logger { context.logger }
+
+    /// Processes `claimed`; always reports the job finished to the worker state.
+    func run(_ claimed: ClaimedJob) {
+        let outcome = attempt(claimed)
+        context.state.finished(claimed.fence, outcome: outcome)
+    }
+
+    private func attempt(_ claimed: ClaimedJob) -> WorkerState.Outcome {
+        let job = claimed.job
+        let fence = claimed.fence
+        let clock = ContinuousClock.now
+        func elapsedMs() -> Int {
+            let d = ContinuousClock.now - clock
+            return Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
+        }
+        guard let credential = context.credentials.credential(forOrg: job.orgId) else {
+            return end(fence, job, .fail, code: "NO_CREDENTIAL",
+                       detail: "no credential for organization \(job.orgId): add it to the credentials file (--credentials or ATLAS_SECRETS_CREDENTIALS_FILE)",
+                       status: nil, ms: elapsedMs())
+        }
+        var snapshot: [ServiceAccountSecret]? = nil
+        do {
+            var known = job.knownSecretIds
+            // 1. A previous attempt's outcome is unknown: settle it before anything else.
+            if job.needsReconcile, let knownIds = known {
+                guard let settled = try reconcile(fence, job, credential, known: knownIds) else { return .superseded }
+                known = settled
+            }
+            if fence.attempt > job.maxAttempts {
+                return end(fence, job, .fail, code: job.lastErrorCode ?? "MAX_ATTEMPTS",
+                           detail: "gave up after \(job.maxAttempts) attempts; last error: \(job.lastErrorDetail ?? "none")",
+                           status: job.lastHTTPStatus, ms: elapsedMs())
+            }
+            // 2. Before the first create: what the account holds, so that a lost attempt's secret can be told apart.
+            if known == nil {
+                let account = try atlas.getServiceAccount(orgId: job.orgId, clientId: job.clientId, credential: credential)
+                var live = account.secrets ?? []
+                if live.count >= 2 {
+                    switch config.whenFull {
+                    case .fail:
+                        let list = live.map { "\($0.id) (expires \($0.expiresAt))" }.joined(separator: ", ")
+                        return end(fence, job, .fail, code: "SERVICE_ACCOUNT_FULL",
+                                   detail: "service account \(job.clientId) already holds \(live.count) secrets, the most Atlas allows: \(list); revoke one or run the worker with --when-full revoke-oldest",
+                                   status: nil, ms: elapsedMs())
+                    case .revokeOldest:
+                        let oldest = live.min { $0.createdAt < $1.createdAt }!
+                        try atlas.deleteSecret(orgId: job.orgId, clientId: job.clientId, secretId: oldest.id, credential: credential)
+                        log.info("secret.revoked", ["job": "\(job.id)", "secret": oldest.id, "reason": "when-full revoke-oldest"])
+                        guard try write({ conn throws(PGError) in
+                            try JobStore.recordRevocations(conn, fence, json: Self.revocationJSON([oldest.id], reason: "oldest secret revoked to make room (--when-full revoke-oldest)", action: "revoked"))
+                        }) else { return .superseded }
+                        live.removeAll { $0.id == oldest.id }
+                    }
+                }
+                snapshot = live
+                let ids = live.map(\.id)
+                guard try write({ conn throws(PGError) in try JobStore.recordKnownSecrets(conn, fence, ids: ids) }) else {
+                    return superseded(fence, job, detail: "lease lost before the create")
+                }
+                known = ids
+            }
+            // 3. The create: recorded as started first, so a crash leaves a trace to reconcile.
+            guard try write({ conn throws(PGError) in try JobStore.recordAttemptStarted(conn, fence) }) else {
+                return superseded(fence, job, detail: "lease lost before the create")
+            }
+            let created: ServiceAccountSecret
+            do {
+                created = try atlas.createSecret(orgId: job.orgId, clientId: job.clientId,
+                                                 expiresAfterHours: job.expiresAfterHours, credential: credential)
+            } catch let error where error.isAmbiguous {
+                // The secret may exist without our having seen it: settle now, then retry.
+                log.warning("job.ambiguous", ["job": "\(job.id)", "attempt": "\(fence.attempt)", "error": error.description])
+                var reconciled = false
+                do {
+                    reconciled = try reconcile(fence, job, credential, known: known ?? []) != nil
+                } catch {
+                    log.warning("job.reconcile_failed", ["job": "\(job.id)", "error": "\(error)"])
+                }
+                return retryOrFail(fence, job, error: error, needsReconcile: !reconciled, ms: elapsedMs())
+            }
+            return store(created, fence, job, credential, snapshot: snapshot, ms: elapsedMs())
+        } catch let error as AtlasError {
+            return handle(error, fence, job, ms: elapsedMs())
+        } catch {
+            // Database trouble that outlived the pool's retries: the lease will expire and the
+            // job will be rescued and reconciled by whichever worker is alive.
+            log.error("job.database_error", ["job": "\(job.id)", "error": "\(error)"])
+            return .givenBack
+        }
+    }
+
+    /// Encrypts and stores the new secret; a refused write makes it an orphan.
+    private func store(
+        _ created: ServiceAccountSecret, _ fence: JobFence, _ job: Job, _ credential: AtlasCredential,
+        snapshot: [ServiceAccountSecret]?, ms: Int
+    ) -> WorkerState.Outcome {
+        guard let plaintext = created.secret,
+              let createdAt = AtlasTime.parse(created.createdAt), let expiresAt = AtlasTime.parse(created.expiresAt)
+        else {
+            // AtlasClient validates the 201; this is a defence against a future change there.
+            return handle(AtlasError.invalidResponse("201 without secret or timestamps"), fence, job, ms: ms)
+        }
+        let sealed = SecretBox.seal(plaintext, key: context.key, associatedData: SecretBox.associatedData(jobId: job.id))
+        let masked = created.maskedSecretValue ?? maskSecret(plaintext)
+        // Creating a secret shortens the account's older secrets to expire within 7 days.
+        let week = createdAt.addingTimeInterval(7 * 24 * 3600)
+        let shortened: [[String: String]] = (snapshot ?? []).compactMap { old in
+            guard let oldExpiry = AtlasTime.parse(old.expiresAt), oldExpiry > week else { return nil }
+            return ["id": old.id, "expiresAt": AtlasTime.format(week)]
+        }
+        let success = JobStore.Success(
+            secretId: created.id, createdAt: createdAt, expiresAt: expiresAt, maskedSecret: masked,
+            ciphertext: sealed, keyId: context.key.id, shortenedJSON: Self.json(shortened), httpStatus: 201, durationMs: ms)
+        let written: Bool
+        do {
+            written = try write { conn throws(PGError) in try JobStore.complete(conn, fence, success) }
+        } catch {
+            log.error("job.result_unwritable", ["job": "\(job.id)", "secret": created.id, "error": "\(error)"])
+            written = false
+        }
+        if written {
+            log.info("job.succeeded", ["job": "\(job.id)", "org": job.orgId, "attempt": "\(fence.attempt)", "secret": created.id, "ms": "\(ms)"])
+            return .succeeded
+        }
+        // Superseded (or unwritable): the secret this attempt created has no home. Its value will
+        // never be readable again, so it is an orphan: revoke it (or keep it, by policy).
+        log.warning("attempt.superseded", ["job": "\(job.id)", "attempt": "\(fence.attempt)", "secret": created.id])
+        if config.orphanPolicy == .revoke {
+            do {
+                try atlas.deleteSecret(orgId: job.orgId, clientId: job.clientId, secretId: created.id, credential: credential)
+                log.info("secret.revoked", ["job": "\(job.id)", "secret": created.id, "reason": "created by a superseded attempt"])
+            } catch {
+                log.error("secret.revoke_failed", ["job": "\(job.id)", "secret": created.id, "error": "\(error)"])
+            }
+        }
+        try? pool.withRetryingConnection(deadline: 10) { conn in
+            try JobStore.recordSuperseded(conn, fence, detail: "result refused: the lease had passed to another attempt; secret \(created.id) \(config.orphanPolicy == .revoke ? "revoked" : "kept")")
+        }
+        return .superseded
+    }
+
+    /// Reads the account and deals with secrets this job created but never received: they are
+    /// the account's live secrets that are not in `known`. Revokes (or keeps) them by policy and
+    /// records that on the job. Returns the new known set, or nil when superseded.
+    private func reconcile(_ fence: JobFence, _ job: Job, _ credential: AtlasCredential, known: [String]) throws -> [String]? {
+        let account = try atlas.getServiceAccount(orgId: job.orgId, clientId: job.clientId, credential: credential)
+        let live = (account.secrets ?? []).map(\.id)
+        let orphans = live.filter { !known.contains($0) }
+        var nowKnown = known.filter { live.contains($0) }
+        if !orphans.isEmpty {
+            let action: String
+            if config.orphanPolicy == .revoke {
+                for id in orphans {
+                    do {
+                        try atlas.deleteSecret(orgId: job.orgId, clientId: job.clientId, secretId: id, credential: credential)
+                    } catch let error as AtlasError where error.httpStatus == 404 {
+                        // Already gone: revoked by another reconciliation of the same attempt.
+                    }
+                    log.info("secret.revoked", ["job": "\(job.id)", "secret": id, "reason": "created by an attempt whose response was lost"])
+                }
+                action = "revoked"
+            } else {
+                nowKnown += orphans
+                action = "kept"
+                log.warning("secret.orphan_kept", ["job": "\(job.id)", "secrets": orphans.joined(separator: ",")])
+            }
+            let json = Self.revocationJSON(orphans, reason: "created by an attempt whose response was lost", action: action)
+            guard try write({ conn throws(PGError) in try JobStore.recordRevocations(conn, fence, json: json) }) else { return nil }
+        }
+        guard try write({ conn throws(PGError) in try JobStore.recordKnownSecrets(conn, fence, ids: nowKnown) }) else { return nil }
+        return nowKnown
+    }
+
+    /// Classifies an Atlas failure into the job's next state.
+    private func handle(_ error: AtlasError, _ fence: JobFence, _ job: Job, ms: Int) -> WorkerState.Outcome {
+        switch error.code {
+        case .rateLimited:
+            let delay = error.retryAfter ?? config.throttleBackoff.delay(afterAttempt: 1, retryAfter: nil)
+            context.throttle(org: job.orgId, seconds: delay)
+            log.info("job.throttled", ["job": "\(job.id)", "org": job.orgId, "retry_after": String(format: "%.1f", delay)])
+            return end(fence, job, .giveBack(delay: delay, needsReconcile: job.needsReconcile, outcome: "throttled"),
+                       code: error.apiError?.errorCode ?? "RATE_LIMITED", detail: error.description, status: error.httpStatus, ms: ms)
+        case .transport, .invalidResponse:
+            return retryOrFail(fence, job, error: error, needsReconcile: error.isAmbiguous, ms: ms)
+        default:
+            if let status = error.httpStatus, status >= 500 {
+                return retryOrFail(fence, job, error: error, needsReconcile: error.isAmbiguous, ms: ms)
+            }
+            return end(fence, job, .fail, code: error.apiError?.errorCode ?? "HTTP_\(error.httpStatus ?? 0)",
+                       detail: error.apiError?.detail ?? error.description, status: error.httpStatus, ms: ms)
+        }
+    }
+
+    private func retryOrFail(_ fence: JobFence, _ job: Job, error: AtlasError, needsReconcile: Bool, ms: Int) -> WorkerState.Outcome {
+        let code = error.apiError?.errorCode ?? (error.httpStatus.map { "HTTP_\($0)" } ?? "TRANSPORT_ERROR")
+        let detail = error.apiError?.detail ?? error.description
+        if context.state.isStopping && error.code == .transport {
+            // Cut short by shutdown: give the attempt back.
+            return end(fence, job, .giveBack(delay: 0, needsReconcile: needsReconcile, outcome: "released"),
+                       code: "WORKER_SHUTDOWN", detail: "the worker stopped during the call; \(detail)", status: error.httpStatus, ms: ms)
+        }
+        if fence.attempt >= job.maxAttempts {
+            if needsReconcile {
+                // Settle the unknown outcome first (the next claim reconciles, then fails).
+                return end(fence, job, .retry(delay: 1, needsReconcile: true), code: code,
+                           detail: detail, status: error.httpStatus, ms: ms)
+            }
+            return end(fence, job, .fail, code: code,
+                       detail: "gave up after \(fence.attempt) attempts: \(detail)", status: error.httpStatus, ms: ms)
+        }
+        let delay = config.retry.delay(afterAttempt: fence.attempt, retryAfter: error.retryAfter)
+        return end(fence, job, .retry(delay: delay, needsReconcile: needsReconcile), code: code, detail: detail,
+                   status: error.httpStatus, ms: ms)
+    }
+
+    /// Writes an attempt's end; logs it; a refused write is a superseded attempt.
+    private func end(_ fence: JobFence, _ job: Job, _ ending: JobStore.Ending, code: String, detail: String, status: Int?, ms: Int) -> WorkerState.Outcome {
+        let written: Bool
+        do {
+            written = try write { conn throws(PGError) in
+                try JobStore.finish(conn, fence, ending: ending, errorCode: code, detail: detail, httpStatus: status, durationMs: ms)
+            }
+        } catch {
+            log.error("job.result_unwritable", ["job": "\(job.id)", "error": "\(error)"])
+            return .givenBack
+        }
+        guard written else { return superseded(fence, job, detail: "result refused: \(code)") }
+        var fields = ["job": "\(job.id)", "org": job.orgId, "attempt": "\(fence.attempt)", "code": code, "detail": detail]
+        if let status { fields["status"] = "\(status)" }
+        switch ending {
+        case .fail:
+            log.warning("job.failed", fields)
+            return .failed
+        case .retry(let delay, _):
+            fields["retry_in"] = String(format: "%.1f", delay)
+            log.info("job.retry", fields)
+            return .retried
+        case .giveBack:
+            return .givenBack
+        }
+    }
+
+    private func superseded(_ fence: JobFence, _ job: Job, detail: String) -> WorkerState.Outcome {
+        log.warning("attempt.superseded", ["job": "\(job.id)", "attempt": "\(fence.attempt)", "detail": detail])
+        try? pool.withRetryingConnection(deadline: 10) { conn in try JobStore.recordSuperseded(conn, fence, detail: detail) }
+        return .superseded
+    }
+
+    /// A fenced write through the pool, retried across lost connections (each write is idempotent).
+    private func write(_ body: (PGConnection) throws(PGError) -> Bool) throws -> Bool {
+        try pool.withRetryingConnection(deadline: config.resultWriteDeadline) { conn in try body(conn) }
+    }
+
+    static func revocationJSON(_ ids: [String], reason: String, action: String) -> String {
+        json(ids.map { ["id": $0, "reason": reason, "action": action, "at": AtlasTime.format(Date())] })
+    }
+
+    static func json(_ value: [[String: String]]) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])) ?? Data("[]".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// ISO-8601 times as Atlas writes them (with or without fractional seconds).
+enum AtlasTime {
+    static func parse(_ text: String) -> Date? {
+        let plain = ISO8601DateFormatter()
+        if let d = plain.date(from: text) { return d }
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return fractional.date(from: text)
+    }
+
+    static func format(_ date: Date) -> String {
+        ISO8601DateFormatter().string(from: date)
+    }
+}
