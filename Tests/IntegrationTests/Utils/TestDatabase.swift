@@ -48,3 +48,29 @@ final class TestDatabase: Sendable {
         try? admin.executeScript("DROP SCHEMA IF EXISTS \(PGConnection.quoteIdentifier(schema)) CASCADE")
     }
 }
+
+/// Runs `body(0..<count)` on `count` dedicated threads and waits for all of them.
+///
+/// Use this, not Dispatch's global queue, for blocking work in tests: Swift Testing runs tests
+/// on the same small pool, so blocked global-queue blocks can run one at a time or not at all.
+func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let done = DispatchGroup()
+    for index in 0..<count {
+        done.enter()
+        let thread = Thread {
+            body(index)
+            done.leave()
+        }
+        thread.start()
+    }
+    done.wait()
+}
+
+/// Runs `body` on a new dedicated thread after `delay` seconds; returns at once.
+func onThread(after delay: Double, _ body: @escaping @Sendable () -> Void) {
+    let thread = Thread {
+        Thread.sleep(forTimeInterval: delay)
+        body()
+    }
+    thread.start()
+}
