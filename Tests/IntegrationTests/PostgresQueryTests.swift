@@ -31,6 +31,27 @@ import Testing
         #expect(try row["no"].bool() == false)
     }
 
+    @Test func interpolationBuildsPlaceholdersAndRawText() throws {
+        let table = "jobs"
+        let key = "idem-key-value"
+        let q: PGQuery = "SELECT * FROM \(raw: table) WHERE key = \(key) AND n > \(3) OR note IS \(nil as String?)"
+        #expect(q.sql == "SELECT * FROM jobs WHERE key = $1 AND n > $2 OR note IS $3")
+        #expect(q.binds == ["idem-key-value", "3", nil])
+        #expect(!"\(q)".contains(key))
+        let plain: PGQuery = "SELECT 1"
+        #expect(plain.binds.isEmpty)
+    }
+
+    @Test func specialDoublesRoundTrip() throws {
+        let c = try db.connect()
+        let row = try #require(
+            try c.query("SELECT \(Double.infinity)::float8 AS inf, \(-Double.infinity)::float8 AS ninf, \(Double.nan)::float8 AS nan, \(1e300)::float8 AS big").first)
+        #expect(try row["inf"].double() == .infinity)
+        #expect(try row["ninf"].double() == -.infinity)
+        #expect(try row["nan"].double().isNaN)
+        #expect(try row["big"].double() == 1e300)
+    }
+
     @Test func nullBindsAndNullResults() throws {
         let c = try db.connect()
         let none: String? = nil
