@@ -23,7 +23,8 @@ public enum JSON: Sendable, Equatable, Decodable {
         case let (.string(x), .string(y)): x == y
         case let (.array(x), .array(y)): x == y
         case let (.object(x), .object(y)):
-            x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+            // Key order does not matter for equality (it does for output).
+            x.count == y.count && x.allSatisfy { pair in y.contains { $0.0 == pair.0 && $0.1 == pair.1 } }
         default: false
         }
     }
