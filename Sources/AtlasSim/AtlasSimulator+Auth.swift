@@ -86,7 +86,10 @@ extension AtlasSimulator {
             var entry = s.nonceCounts[nonce] ?? (expires, [])
             guard entry.seen.insert(nc).inserted else { return false }
             s.nonceCounts[nonce] = entry
-            if s.nonceCounts.count > 20_000 { s.nonceCounts = s.nonceCounts.filter { $0.value.expires > now } }
+            if s.nonceCounts.count > s.noncePurgeAt {
+                s.nonceCounts = s.nonceCounts.filter { $0.value.expires > now }
+                s.noncePurgeAt = max(20_000, s.nonceCounts.count * 2)
+            }
             return true
         }
         guard fresh else { return fail("Digest nc \(ncText) was already used with this nonce.") }

@@ -290,8 +290,12 @@ final class HTTPServer: Sendable {
                 if n <= 0 { return }
                 buffer.append(contentsOf: chunk[0..<n])
             case let .reject(status, message):
-                var r = SimHTTPResponse(status: status, headers: [("Content-Type", "text/plain")])
-                r.body = Array((message + "\n").utf8)
+                // Even transport-level rejections answer with an ApiError body.
+                let body: JSON = .object([
+                    ("detail", .string(message)), ("error", .int(status)), ("errorCode", "INVALID_REQUEST"),
+                    ("parameters", []), ("reason", .string(SimHTTPResponse.reason(status))),
+                ])
+                let r = SimHTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: body.serialized())
                 _ = write(r, to: fd, close: true)
                 return
             case let .request(request, keepAlive, consumed):

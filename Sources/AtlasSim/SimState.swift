@@ -13,6 +13,8 @@ struct SimState: Sendable {
     var tokensByClient: [String: [String]] = [:]
     /// nc values seen per Digest nonce, and when each nonce expires (for purging).
     var nonceCounts: [String: (expires: Double, seen: Set<UInt32>)] = [:]
+    /// Size at which expired nonces are next purged (doubles when most are still live).
+    var noncePurgeAt = 20_000
     var faults = FaultSettings()
     var rateLimits: RateLimitSettings?
     var buckets: [String: TokenBucket] = [:]

@@ -148,4 +148,19 @@ struct SimHarness {
         #expect(last?.header("Connection") == "close")
         #expect(try c.send("GET", "/_sim/state") == nil)
     }
+
+    @Test func chunkedBodiesAndUnknownRoutesAnswerApiErrors() throws {
+        let h = try SimHarness()
+        defer { h.stop() }
+        let chunked = try h.client().send("POST", "/api/oauth/token", headers: [("Transfer-Encoding", "chunked")])
+        #expect(chunked?.status == 501)
+        #expect(chunked?.json?["error"] == 501)
+        let c = try h.client()
+        let unknown = try c.send("GET", "/api/atlas/v2/groups")
+        #expect(unknown?.status == 404)
+        #expect(unknown?.json?["errorCode"] == "RESOURCE_NOT_FOUND")
+        let method = try c.send("PUT", "/api/atlas/v2/orgs/\(AtlasSimulator.orgId(index: 0))/serviceAccounts")
+        #expect(method?.status == 405)
+        #expect(method?.header("Allow") == "GET, POST")
+    }
 }
