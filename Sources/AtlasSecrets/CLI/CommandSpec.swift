@@ -75,21 +75,20 @@ public struct CommandSpec: Sendable, Equatable {
         options.first { $0.name == name }
     }
 
-    /// The usage line(s), e.g. `atlas-secrets show JOB_ID [--json]`; several forms joined by newlines.
+    /// The usage line(s), e.g. `atlas-secrets show JOB_ID [--json]`; several forms, and lines
+    /// wrapped at 80 columns, continue on lines indented to follow a 7-character `Usage: ` prefix.
     public var usage: String {
-        if let usageForms { return usageForms.map { "atlas-secrets \(name) \($0)" }.joined(separator: "\n       ") }
-        var parts = ["atlas-secrets", name]
-        parts += arguments.map { $0.repeating ? "\($0.name)…" : $0.name }
-        parts += options.map { "[\($0.synopsis)]" }
-        return parts.joined(separator: " ")
+        let forms: [[String]] = usageForms.map { $0.map { [$0] } } ?? [
+            arguments.map { $0.repeating ? "\($0.name)…" : $0.name } + options.map { "[\($0.synopsis)]" }
+        ]
+        return forms.map { HelpLayout.wrapUsage(command: name, parts: $0) }.joined(separator: "\n       ")
     }
 
     /// The full `--help` text: overview, usage, arguments, options with defaults.
     public var helpText: String {
         var out = "OVERVIEW: \(abstract)\n"
         if !discussion.isEmpty { out += "\n" + HelpLayout.wrap(discussion, indent: 0) + "\n" }
-        let forms = usageForms.map { $0.map { "atlas-secrets \(name) \($0)" } } ?? [usage]
-        out += "\nUSAGE: " + forms.map { HelpLayout.wrap($0, indent: 14) }.joined(separator: "\n       ") + "\n"
+        out += "\nUSAGE: " + usage + "\n"
         if !arguments.isEmpty {
             out += "\nARGUMENTS:\n"
             out += HelpLayout.twoColumns(arguments.map { ($0.repeating ? "<\($0.name)>…" : "<\($0.name)>", $0.help) })
@@ -122,6 +121,27 @@ enum HelpLayout {
             }
         }
         return out
+    }
+
+    /// `atlas-secrets NAME part part…` wrapped between parts after a 7-column prefix.
+    static func wrapUsage(command: String, parts: [String]) -> String {
+        let head = "atlas-secrets \(command)"
+        let indent = 7 + head.count + 1
+        var lines: [String] = []
+        var line = head
+        var column = 7 + head.count
+        for part in parts {
+            if column + 1 + part.count > width && line != head && !line.isEmpty {
+                lines.append(line)
+                line = part
+                column = indent + part.count
+            } else {
+                line += line.isEmpty ? part : " " + part
+                column += 1 + part.count
+            }
+        }
+        lines.append(line)
+        return lines.joined(separator: "\n" + String(repeating: " ", count: indent))
     }
 
     /// `text` wrapped at word boundaries; continuation lines indented by `indent` spaces.
