@@ -25,14 +25,17 @@ public struct MigrateOptions: CommandOptions {
     /// The folder holding the numbered `.sql` files.
     public var directory = "migrations"
 
+    /// Every option at its default.
     public init() {}
 
+    /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "migrate", abstract: "Apply pending database migrations.",
         discussion: "Applies each numbered SQL file of DIR once, in order, under an advisory lock; safe when several processes start together.",
         options: [.value("dir", "DIR", "Folder of numbered .sql migration files.", default: Self().directory)]
     )
 
+    /// Reads the typed values; throws on a malformed one.
     public init(_ arguments: ParsedArguments) throws(UsageError) {
         try arguments.expectNoPositionals()
         if let dir = try arguments.string("dir") { directory = dir }
@@ -50,8 +53,10 @@ public struct EnqueueOptions: CommandOptions {
     /// Print the result as JSON.
     public var json = false
 
+    /// Every option at its default.
     public init() {}
 
+    /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "enqueue", abstract: "Queue the requests of JSON Lines or CSV files.",
         discussion: "Validates every line of every file first and reports all bad lines; queues all or nothing. Idempotency keys make running the same file again harmless.",
@@ -63,6 +68,7 @@ public struct EnqueueOptions: CommandOptions {
         ]
     )
 
+    /// Reads the typed values; throws on a malformed one.
     public init(_ arguments: ParsedArguments) throws(UsageError) {
         files = arguments.positionals
         batch = try arguments.batchName("batch")
@@ -70,6 +76,7 @@ public struct EnqueueOptions: CommandOptions {
         json = arguments.flag("json")
     }
 
+    /// Checks the combination of options.
     public func validate() throws(UsageError) {
         if files.isEmpty { throw Self.usageError("missing request file (FILE, or '-' for standard input)") }
         if files.filter({ $0 == "-" }).count > 1 { throw Self.usageError("standard input ('-') can be read only once") }
@@ -105,8 +112,10 @@ public struct WorkerOptions: CommandOptions {
     /// Only jobs of this batch (with `--drain`), or nil for all.
     public var batch: String?
 
+    /// Every option at its default.
     public init() {}
 
+    /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "worker", abstract: "Process queued jobs until SIGINT/SIGTERM, or until drained.",
         discussion: "Claims jobs from PostgreSQL and creates their secrets through the Atlas Admin API with bounded concurrency, retrying safely. Needs ATLAS_SECRETS_KEY_FILE.",
@@ -127,6 +136,7 @@ public struct WorkerOptions: CommandOptions {
         ]
     )
 
+    /// Reads the typed values; throws on a malformed one.
     public init(_ arguments: ParsedArguments) throws(UsageError) {
         try arguments.expectNoPositionals()
         if let v = try arguments.int("concurrency", in: 1...512) { concurrency = v }
@@ -149,6 +159,7 @@ public struct WorkerOptions: CommandOptions {
         batch = try arguments.batchName("batch")
     }
 
+    /// Checks the combination of options.
     public func validate() throws(UsageError) {
         if batch != nil && !drain { throw Self.usageError("option '--batch' needs '--drain'") }
     }
@@ -163,8 +174,10 @@ public struct StatusOptions: CommandOptions {
     /// Print the result as JSON.
     public var json = false
 
+    /// Every option at its default.
     public init() {}
 
+    /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "status", abstract: "Show counts by state, progress, rates and top error codes.",
         options: [
@@ -174,6 +187,7 @@ public struct StatusOptions: CommandOptions {
         ]
     )
 
+    /// Reads the typed values; throws on a malformed one.
     public init(_ arguments: ParsedArguments) throws(UsageError) {
         try arguments.expectNoPositionals()
         batch = try arguments.batchName("batch")
@@ -195,8 +209,10 @@ public struct ListOptions: CommandOptions {
     /// Print the result as JSON.
     public var json = false
 
+    /// Every option at its default.
     public init() {}
 
+    /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "list", abstract: "List jobs, one a line.",
         options: [
@@ -208,6 +224,7 @@ public struct ListOptions: CommandOptions {
         ]
     )
 
+    /// Reads the typed values; throws on a malformed one.
     public init(_ arguments: ParsedArguments) throws(UsageError) {
         try arguments.expectNoPositionals()
         state = try arguments.choice("state", as: JobState.self)
@@ -225,14 +242,17 @@ public struct ShowOptions: CommandOptions {
     /// Print the result as JSON.
     public var json = false
 
+    /// Every option at its default.
     public init() {}
 
+    /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "show", abstract: "Show one job with its attempt history (masked secret only).",
         arguments: [ArgumentSpec("JOB_ID", "The job's id.")],
         options: [.flag("json", "Print the result as JSON.")]
     )
 
+    /// Reads the typed values; throws on a malformed one.
     public init(_ arguments: ParsedArguments) throws(UsageError) {
         jobID = try arguments.singleJobID()
         json = arguments.flag("json")
@@ -248,8 +268,10 @@ public struct RetryOptions: CommandOptions {
     /// With `failed`: only this batch.
     public var batch: String?
 
+    /// Every option at its default.
     public init() {}
 
+    /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "retry", abstract: "Put failed or cancelled jobs back in the queue.",
         arguments: [ArgumentSpec("JOB_ID", "A job to requeue.", repeating: true)],
@@ -260,12 +282,14 @@ public struct RetryOptions: CommandOptions {
         usageForms: ["JOB_ID…", "--failed [--batch B]"]
     )
 
+    /// Reads the typed values; throws on a malformed one.
     public init(_ arguments: ParsedArguments) throws(UsageError) {
         jobIDs = try arguments.jobIDs()
         failed = arguments.flag("failed")
         batch = try arguments.batchName("batch")
     }
 
+    /// Checks the combination of options.
     public func validate() throws(UsageError) {
         if jobIDs.isEmpty && !failed { throw Self.usageError("give job ids or --failed") }
         if !jobIDs.isEmpty && failed { throw Self.usageError("give job ids or --failed, not both") }
@@ -280,8 +304,10 @@ public struct CancelOptions: CommandOptions {
     /// Cancel every queued job of this batch.
     public var batch: String?
 
+    /// Every option at its default.
     public init() {}
 
+    /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "cancel", abstract: "Cancel jobs that have not started.",
         arguments: [ArgumentSpec("JOB_ID", "A job to cancel.", repeating: true)],
@@ -289,11 +315,13 @@ public struct CancelOptions: CommandOptions {
         usageForms: ["JOB_ID…", "--batch B"]
     )
 
+    /// Reads the typed values; throws on a malformed one.
     public init(_ arguments: ParsedArguments) throws(UsageError) {
         jobIDs = try arguments.jobIDs()
         batch = try arguments.batchName("batch")
     }
 
+    /// Checks the combination of options.
     public func validate() throws(UsageError) {
         if jobIDs.isEmpty && batch == nil { throw Self.usageError("give job ids or --batch") }
         if !jobIDs.isEmpty && batch != nil { throw Self.usageError("give job ids or --batch, not both") }
@@ -305,13 +333,16 @@ public struct RevealOptions: CommandOptions {
     /// The job whose secret to print.
     public var jobID: Int64 = 0
 
+    /// Every option at its default.
     public init() {}
 
+    /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "reveal", abstract: "Print a job's secret, decrypted, to stdout: the one way to read it.",
         arguments: [ArgumentSpec("JOB_ID", "The job's id.")]
     )
 
+    /// Reads the typed values; throws on a malformed one.
     public init(_ arguments: ParsedArguments) throws(UsageError) {
         jobID = try arguments.singleJobID()
     }
@@ -322,13 +353,16 @@ public struct KeygenOptions: CommandOptions {
     /// Where to write the key file.
     public var path = ""
 
+    /// Every option at its default.
     public init() {}
 
+    /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "keygen", abstract: "Write a new encryption key file, mode 0600.",
         arguments: [ArgumentSpec("PATH", "Where to write the key file.")]
     )
 
+    /// Reads the typed values; throws on a malformed one.
     public init(_ arguments: ParsedArguments) throws(UsageError) {
         guard arguments.positionals.count == 1, let path = arguments.positionals.first, !path.isEmpty else {
             throw arguments.error(arguments.positionals.isEmpty ? "missing PATH" : "expected one PATH, got \(arguments.positionals.count) arguments")

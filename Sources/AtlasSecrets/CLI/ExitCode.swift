@@ -17,6 +17,7 @@ public struct ExitCode: Error, Sendable, Equatable, Hashable, CustomStringConver
     /// 69 (`EX_UNAVAILABLE`): a needed service (PostgreSQL, Atlas) could not be reached.
     public static let unavailable = ExitCode(69)
 
+    /// `exit code 64`.
     public var description: String { "exit code \(rawValue)" }
 }
 
