@@ -33,3 +33,32 @@ import Testing
         #expect(Set(requests.map { $0.effectiveIdempotencyKey(batch: "example") }).count == requests.count)
     }
 }
+
+@Suite struct RequestFileLoadingTests {
+    @Test func loadsPathsAndStandardInputAndReportsUnreadableFiles() throws {
+        let small = RequestFileExamplesTests.jobs.appendingPathComponent("example-small.jsonl").path
+        let stdin = Array("orgId,clientId,secretExpiresAfterHours\n\(org1),\(client1),8\n".utf8)
+        let loaded = try RequestFile.load(paths: [small, "-"], readStandardInput: { stdin })
+        #expect(loaded.count == 6)
+        #expect(loaded.last?.file == "<stdin>")
+        do {
+            _ = try RequestFile.load(paths: ["/nonexistent/x.jsonl", small, "/tmp"], readStandardInput: { [] })
+            Issue.record("expected errors")
+        } catch {
+            #expect(error.errors.map(\.description) == ["/nonexistent/x.jsonl: no such file", "/tmp: is a directory, not a request file"])
+        }
+    }
+
+    @Test func largeInputParsesInReasonableTime() throws {
+        var text = ""
+        for i in 0..<20_000 {
+            text += #"{"orgId": "\#(org1)", "clientId": "\#(client1)", "secretExpiresAfterHours": \#(8 + i % 8000), "priority": \#(i)}"# + "\n"
+        }
+        let clock = ContinuousClock()
+        var count = 0
+        let elapsed = try clock.measure { count = try RequestFile.parse(Array(text.utf8), name: "big.jsonl").count }
+        #expect(count == 20_000)
+        #expect(elapsed < .seconds(20), "20k lines took \(elapsed)")
+        print("RequestFile: 20,000 JSON lines parsed in \(elapsed) (debug build)")
+    }
+}
