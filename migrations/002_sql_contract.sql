@@ -37,8 +37,10 @@ CREATE TRIGGER secret_jobs_validate
 -- The key a request gets when none is given: the same formula as `atlas-secrets enqueue`.
 CREATE FUNCTION secret_job_derived_key(p_org_id text, p_client_id text, p_hours integer, p_batch text, p_priority integer)
 RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT 'auto:' || left(encode(sha256(convert_to(
-        concat_ws(chr(10), 'v1', p_batch, p_org_id, p_client_id, p_hours::text, p_priority::text), 'UTF8')), 'hex'), 32)
+    SELECT 'auto:' || left(encode(sha256(convert_to('atlas-secrets.request.v1' || (
+        SELECT string_agg(chr(10) || octet_length(part) || ':' || part, '' ORDER BY ord)
+        FROM unnest(ARRAY[p_batch, p_org_id, p_client_id, p_hours::text, p_priority::text]) WITH ORDINALITY AS t(part, ord)
+    ), 'UTF8')), 'hex'), 32)
 $$;
 
 -- Enqueue one request; idempotent on its key. Returns the job id (new or existing).

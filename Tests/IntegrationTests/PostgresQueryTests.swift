@@ -286,3 +286,12 @@ import Testing
         #expect(error?.code == .connectionLost)
     }
 }
+
+@Suite struct PGQueryFragmentTests {
+    @Test func fragmentsAreRenumberedAfterTheOuterBinds() {
+        let inner: PGQuery = "a = \(1) AND b = \("x")"
+        let outer: PGQuery = "SELECT \(0) WHERE \(inner) AND c = \(2)"
+        #expect(outer.sql == "SELECT $1 WHERE a = $2 AND b = $3 AND c = $4")
+        #expect(outer.binds == ["0", "1", "x", "2"])
+    }
+}

@@ -1,10 +1,5 @@
 import Foundation
 
-/// A job's state, as stored in `secret_jobs.state`.
-public enum JobState: String, Sendable, CaseIterable, Codable {
-    case queued, running, succeeded, failed, cancelled
-}
-
 /// One row of `secret_jobs`, as the worker and the CLI read it. Holds no plaintext secret.
 public struct Job: Sendable, Equatable {
     public var id: Int64

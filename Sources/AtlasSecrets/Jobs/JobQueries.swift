@@ -44,11 +44,10 @@ public enum JobQueries {
         public var count: Int
     }
 
-    static func filter(batch: String?, org: String?, prefix: String = "") -> PGQuery {
-        var q: PGQuery = ""
-        if let batch { q = "\(raw: q.sql) AND \(raw: prefix)batch = \(batch)" }
-        if let org { q.append(" AND \(prefix)org_id = ", org) }
-        return q
+    static func filter(batch: String?, org: String?) -> PGQuery {
+        let b: PGQuery = batch.map { " AND batch = \($0)" } ?? ""
+        let o: PGQuery = org.map { " AND org_id = \($0)" } ?? ""
+        return "\(b)\(o)"
     }
 
     /// The status of a batch, an org, or everything.
@@ -96,8 +95,7 @@ public enum JobQueries {
 
     /// Jobs, newest first, at most `limit`.
     public static func list(_ conn: PGConnection, state: JobState?, batch: String?, org: String?, limit: Int) throws(PGError) -> [Job] {
-        var where_: PGQuery = "TRUE"
-        if let state { where_.append(" AND state = ", state.rawValue) }
+        let where_: PGQuery = state.map { "state = \($0.rawValue)" } ?? "TRUE"
         let f = filter(batch: batch, org: org)
         return try conn.query("""
             SELECT \(raw: Job.columns) FROM secret_jobs WHERE \(where_) \(f) ORDER BY id DESC LIMIT \(limit)
@@ -124,12 +122,11 @@ public enum JobQueries {
 
     /// Requeues failed (or cancelled) jobs with fresh attempts; returns the ids requeued.
     public static func retry(_ conn: PGConnection, ids: [Int64]?, batch: String?) throws(PGError) -> [Int64] {
-        var target: PGQuery
+        let target: PGQuery
         if let ids {
             target = "id = ANY(\(ids)) AND state IN ('failed', 'cancelled')"
         } else {
-            target = "state = 'failed'"
-            if let batch { target.append(" AND batch = ", batch) }
+            target = "state = 'failed' \(filter(batch: batch, org: nil))"
         }
         let rows = try conn.query("""
             UPDATE secret_jobs SET state = 'queued', attempts = 0, run_at = now(), finished_at = NULL, updated_at = now()
@@ -141,8 +138,8 @@ public enum JobQueries {
 
     /// Cancels jobs that have not started (queued); returns the ids cancelled.
     public static func cancel(_ conn: PGConnection, ids: [Int64]?, batch: String?) throws(PGError) -> [Int64] {
-        var target: PGQuery = ids.map { "id = ANY(\($0))" } ?? "TRUE"
-        if let batch { target.append(" AND batch = ", batch) }
+        let idFilter: PGQuery = ids.map { "id = ANY(\($0))" } ?? "TRUE"
+        let target: PGQuery = "\(idFilter) \(filter(batch: batch, org: nil))"
         let rows = try conn.query("""
             UPDATE secret_jobs SET state = 'cancelled', finished_at = now(), updated_at = now(),
                 last_error_code = 'CANCELLED', last_error_detail = 'cancelled by an operator'

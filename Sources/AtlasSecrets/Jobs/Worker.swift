@@ -46,9 +46,6 @@ final class WorkerContext: Sendable {
 /// with its own HTTP connection; a claimer, a listener and a heartbeat thread around them, and a
 /// small database pool whose size does not grow with concurrency.
 public final class Worker: Sendable {
-    public enum OrphanPolicy: String, Sendable { case revoke, keep }
-    public enum WhenFullPolicy: String, Sendable { case fail, revokeOldest = "revoke-oldest" }
-
     /// Settings, with the documented defaults.
     public struct Configuration: Sendable {
         /// libpq URI or conninfo; nil: libpq's PG* variables.

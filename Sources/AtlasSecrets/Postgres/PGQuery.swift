@@ -48,6 +48,30 @@ public struct PGQuery: ExpressibleByStringInterpolation, Sendable, CustomStringC
         /// Pastes SQL text verbatim (identifiers, fragments): never user input.
         public mutating func appendInterpolation(raw text: String) { sql += text }
 
+        /// Appends another query (a condition, a filter) with its binds, renumbering its `$n`
+        /// placeholders after ours. Its SQL must not hold `$` outside placeholders.
+        public mutating func appendInterpolation(_ fragment: PGQuery) {
+            let offset = binds.count
+            var out = ""
+            var chars = fragment.sql.makeIterator()
+            var pending: Character? = chars.next()
+            while let c = pending {
+                pending = chars.next()
+                guard c == "$", let d = pending, d.isASCII, d.isNumber else {
+                    out.append(c)
+                    continue
+                }
+                var digits = ""
+                while let d = pending, d.isASCII, d.isNumber {
+                    digits.append(d)
+                    pending = chars.next()
+                }
+                out += "$\(Int(digits)! + offset)"
+            }
+            sql += out
+            binds += fragment.binds
+        }
+
         /// Binds one encoded value (nil is NULL) as the next placeholder.
         public mutating func appendBind(_ text: String?) {
             binds.append(text)

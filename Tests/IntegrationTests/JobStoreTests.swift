@@ -1,0 +1,151 @@
+import AtlasSecrets
+import Foundation
+import Synchronization
+import Testing
+
+/// The queue's SQL against a real PostgreSQL: claim limits, one job per account, fencing, rescue.
+@Suite(.serialized) struct JobStoreTests {
+    let db: TestDatabase
+    init() throws { db = try migratedDatabase("jobstore") }
+
+    func options(_ owner: String, lease: Double = 30) -> JobStore.ClaimOptions {
+        JobStore.ClaimOptions(owner: owner, leaseSeconds: lease, orphanPolicy: "revoke")
+    }
+
+    func success(_ secretId: String) -> JobStore.Success {
+        JobStore.Success(secretId: secretId, createdAt: Date(), expiresAt: Date().addingTimeInterval(3600),
+                         maskedSecret: "mdb_sa_sk_…abcd", ciphertext: [1, 2, 3], keyId: "k1", shortenedJSON: "[]",
+                         httpStatus: 201, durationMs: 5)
+    }
+
+    @Test func claimTakesAtMostTheLimitAndOneJobPerAccount() throws {
+        defer { db.drop() }
+        let conn = try db.connect()
+        // 10 jobs on 2 accounts, 10 on distinct accounts.
+        try insertJobs(conn, count: 10, orgs: 1, accountsPerOrg: 2)
+        try insertJobs(conn, count: 10, orgs: 5, batch: "c")
+        let first = try JobStore.claim(conn, limit: 5, options: options("w1"))
+        #expect(first.count == 5)
+        let accounts = Set(first.map { $0.job.orgId + $0.job.clientId })
+        #expect(accounts.count == 5)
+        #expect(first.allSatisfy { $0.job.state == .running && $0.job.attempts == 1 && $0.fence.owner == "w1" })
+        let rest = try JobStore.claim(conn, limit: 100, options: options("w2"))
+        let all = first + rest
+        // Each account has at most one running job: 2 shared accounts + 10 distinct = 12.
+        #expect(all.count == 12)
+        #expect(Set(all.map { $0.job.orgId + $0.job.clientId }).count == 12)
+        #expect(Set(all.map(\.job.id)).count == 12)
+    }
+
+    @Test func fencedWritesRefuseAnotherOwnerAndAreIdempotent() throws {
+        defer { db.drop() }
+        let conn = try db.connect()
+        try insertJobs(conn, count: 1)
+        let claimed = try #require(try JobStore.claim(conn, limit: 1, options: options("w1")).first)
+        var wrong = claimed.fence
+        wrong.owner = "w2"
+        #expect(try JobStore.recordAttemptStarted(conn, claimed.fence))
+        #expect(try JobStore.complete(conn, wrong, success("aaaaaaaaaaaaaaaaaaaaaaaa")) == false)
+        #expect(try JobStore.complete(conn, claimed.fence, success("aaaaaaaaaaaaaaaaaaaaaaaa")))
+        // A repeat of the same write (the connection died before the reply) is still a success...
+        #expect(try JobStore.complete(conn, claimed.fence, success("aaaaaaaaaaaaaaaaaaaaaaaa")))
+        // ...but another secret for the same job is refused.
+        #expect(try JobStore.complete(conn, claimed.fence, success("bbbbbbbbbbbbbbbbbbbbbbbb")) == false)
+        let (job, attempts) = try #require(try JobQueries.show(conn, id: claimed.job.id))
+        #expect(job.state == .succeeded && job.secretId == "aaaaaaaaaaaaaaaaaaaaaaaa")
+        #expect(attempts.map(\.outcome) == ["succeeded"])
+    }
+
+    @Test func expiredLeaseIsRescuedAndTheLateWriteIsRefused() throws {
+        defer { db.drop() }
+        let conn = try db.connect()
+        try insertJobs(conn, count: 1)
+        let claimed = try #require(try JobStore.claim(conn, limit: 1, options: options("w1", lease: 0.2)).first)
+        #expect(try JobStore.recordAttemptStarted(conn, claimed.fence))
+        #expect(try JobStore.rescueExpired(conn).isEmpty)  // lease still valid
+        usleep(300_000)
+        #expect(try JobStore.rescueExpired(conn) == [claimed.job.id])
+        // The old attempt writes late: refused, no state regression.
+        #expect(try JobStore.complete(conn, claimed.fence, success("aaaaaaaaaaaaaaaaaaaaaaaa")) == false)
+        #expect(try JobStore.finish(conn, claimed.fence, ending: .fail, errorCode: "X", detail: "late", httpStatus: 500, durationMs: 1) == false)
+        let (job, attempts) = try #require(try JobQueries.show(conn, id: claimed.job.id))
+        #expect(job.state == .queued && job.needsReconcile && job.lastErrorCode == "LEASE_EXPIRED")
+        #expect(attempts.map(\.outcome) == ["lease_expired"])
+        // The next claim is attempt 2 of a new owner.
+        let again = try #require(try JobStore.claim(conn, limit: 1, options: options("w2")).first)
+        #expect(again.fence.attempt == 2 && again.job.needsReconcile)
+    }
+
+    @Test func heartbeatRenewsOnlyLeasesStillHeld() throws {
+        defer { db.drop() }
+        let conn = try db.connect()
+        try insertJobs(conn, count: 2)
+        let claimed = try JobStore.claim(conn, limit: 2, options: options("w1", lease: 0.3))
+        #expect(claimed.count == 2)
+        let stale = JobFence(jobId: claimed[1].fence.jobId, attempt: 99, owner: "w1")
+        let held = try JobStore.heartbeat(conn, owner: "w1", fences: [claimed[0].fence, stale], leaseSeconds: 30)
+        #expect(held == [claimed[0].fence])
+        usleep(400_000)
+        #expect(try JobStore.rescueExpired(conn) == [claimed[1].job.id])
+    }
+
+    @Test func giveBackDoesNotSpendTheAttempt() throws {
+        defer { db.drop() }
+        let conn = try db.connect()
+        try insertJobs(conn, count: 1)
+        let claimed = try #require(try JobStore.claim(conn, limit: 1, options: options("w1")).first)
+        #expect(try JobStore.finish(conn, claimed.fence, ending: .giveBack(delay: 0, needsReconcile: false, outcome: "throttled"),
+                                    errorCode: "RATE_LIMITED", detail: "429", httpStatus: 429, durationMs: 1))
+        let (job, _) = try #require(try JobQueries.show(conn, id: claimed.job.id))
+        #expect(job.state == .queued && job.attempts == 0)
+    }
+
+    @Test func concurrentClaimersNeverShareAJobNorExceedTheLimit() throws {
+        defer { db.drop() }
+        let setup = try db.connect()
+        try insertJobs(setup, count: 3000, orgs: 7)
+        let seen = Mutex<[Int64]>([])
+        let overLimit = Atomic<Int>(0)
+        let url = db.url
+        onThreads(4) { i in
+            guard let conn = try? PGConnection(url: url) else { return }
+            defer { conn.close() }
+            let opts = JobStore.ClaimOptions(owner: "w\(i)", leaseSeconds: 30, orphanPolicy: "revoke")
+            while true {
+                let jobs: [ClaimedJob]
+                do { jobs = try JobStore.claim(conn, limit: 7, options: opts) } catch { continue }
+                if jobs.count > 7 { overLimit.add(1, ordering: .relaxed) }
+                if jobs.isEmpty { break }
+                seen.withLock { $0 += jobs.map(\.job.id) }
+            }
+        }
+        let ids = seen.withLock { $0 }
+        #expect(overLimit.load(ordering: .relaxed) == 0)
+        #expect(ids.count == 3000)
+        #expect(Set(ids).count == 3000)
+    }
+
+    @Test func plainSQLInsertsGetClearErrorsAndCountersStayExact() throws {
+        defer { db.drop() }
+        let conn = try db.connect()
+        do {
+            try conn.execute("INSERT INTO secret_jobs (org_id, client_id, expires_after_hours) VALUES ('nope', 'mdb_sa_id_000000000000000000000001', 24)")
+            Issue.record("a bad org id was accepted")
+        } catch let error as PGError {
+            #expect(error.sqlState == .checkViolation)
+            #expect(error.message.contains("org_id 'nope' is not an Atlas organization id"))
+        }
+        try insertJobs(conn, count: 50, orgs: 2)
+        _ = try JobStore.claim(conn, limit: 10, options: options("w1"))
+        try conn.execute("UPDATE secret_jobs SET state = 'cancelled' WHERE id IN (SELECT id FROM secret_jobs WHERE state = 'queued' LIMIT 5)")
+        let status = try JobQueries.status(conn, batch: "b", org: nil)
+        let truth = try conn.query("SELECT state, count(*) AS n FROM secret_jobs GROUP BY state").rows
+        var expected: [String: Int] = [:]
+        for row in truth { expected[try row["state"].string()] = try row["n"].int() }
+        #expect(status.counts.queued == expected["queued"] ?? 0)
+        #expect(status.counts.running == 10)
+        #expect(status.counts.cancelled == 5)
+        #expect(status.counts.total == 50)
+        #expect(status.orgs.count == 2)
+    }
+}
