@@ -106,12 +106,21 @@ public final class HTTPClient {
         public var requestTimeout: Double = 30
         /// `atlas-secrets/<version> (libcurl/<ver>)` by default.
         public var userAgent: String = HTTPClient.defaultUserAgent
+        /// Open a new connection for every POST (default false). libcurl silently resends a request
+        /// once on a fresh connection when a reused one dies before any response byte; for a POST
+        /// that the server did process, that resend duplicates it. True closes that window at the
+        /// cost of a connect (and TLS handshake) per POST.
+        public var freshConnectionForPOST: Bool = false
 
         /// A configuration; every argument has the documented default.
-        public init(connectTimeout: Double = 10, requestTimeout: Double = 30, userAgent: String = HTTPClient.defaultUserAgent) {
+        public init(
+            connectTimeout: Double = 10, requestTimeout: Double = 30, userAgent: String = HTTPClient.defaultUserAgent,
+            freshConnectionForPOST: Bool = false
+        ) {
             self.connectTimeout = connectTimeout
             self.requestTimeout = requestTimeout
             self.userAgent = userAgent
+            self.freshConnectionForPOST = freshConnectionForPOST
         }
     }
 
@@ -169,6 +178,7 @@ public final class HTTPClient {
         set(ccurl_setopt_string(handle, CURLOPT_USERAGENT, configuration.userAgent))
 
         let method = request.method.uppercased()
+        if method == "POST" && configuration.freshConnectionForPOST { set(ccurl_setopt_long(handle, CURLOPT_FRESH_CONNECT, 1)) }
         if let body = request.body {
             set(ccurl_setopt_long(handle, CURLOPT_POST, 1))
             set(ccurl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count))
