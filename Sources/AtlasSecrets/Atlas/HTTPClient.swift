@@ -198,10 +198,11 @@ public final class HTTPClient {
         }
 
         for (name, value) in request.headers {
-            guard !name.contains(where: { $0 == "\r" || $0 == "\n" || $0 == ":" }),
-                  !value.contains(where: { $0 == "\r" || $0 == "\n" })
+            // Bytes, not Characters: "\r\n" is one Character and would compare equal to neither.
+            guard !name.isEmpty, !name.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 58 || $0 == 0 }),
+                  !value.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 })
             else {
-                throw HTTPError(code: .invalidRequest, curlCode: 0, message: "header \(name) holds a line break", requestMayHaveBeenSent: false)
+                throw HTTPError(code: .invalidRequest, curlCode: 0, message: "header \(name.debugDescription) is empty or holds a line break", requestMayHaveBeenSent: false)
             }
             // "Name;" is libcurl's spelling of a header with an empty value.
             headerList = curl_slist_append(headerList, value.isEmpty ? "\(name);" : "\(name): \(value)")
@@ -279,8 +280,9 @@ private final class ResponseSink {
     }
 
     func headerLine(_ bytes: UnsafeRawBufferPointer) {
-        var line = String(decoding: bytes, as: UTF8.self)
-        while line.hasSuffix("\n") || line.hasSuffix("\r") { line.removeLast() }
+        var end = bytes.count
+        while end > 0, bytes[end - 1] == 10 || bytes[end - 1] == 13 { end -= 1 }
+        let line = String(decoding: bytes[0..<end], as: UTF8.self)
         if line.hasPrefix("HTTP/") {
             headers.removeAll()  // a new response (100 Continue, 401 then retry): keep only the last
             return
