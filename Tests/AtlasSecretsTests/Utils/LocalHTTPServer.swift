@@ -34,10 +34,14 @@ final class LocalHTTPServer: Sendable {
     private let log = Mutex<[RecordedRequest]>([])
     private let connections = Atomic<Int>(0)
     private let stopped = Atomic<Bool>(false)
+    private let counter = Atomic<Int>(0)
+    private let record: Bool
 
-    /// `handler(request, index)` with index counting requests from 0.
-    init(handler: @escaping @Sendable (RecordedRequest, Int) -> ServerAction) {
+    /// `handler(request, index)` with index counting requests from 0; `record` false keeps no log
+    /// (long runs that measure the client's memory).
+    init(record: Bool = true, handler: @escaping @Sendable (RecordedRequest, Int) -> ServerAction) {
         self.handler = handler
+        self.record = record
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         precondition(fd >= 0)
         var one: Int32 = 1
@@ -86,10 +90,8 @@ final class LocalHTTPServer: Sendable {
         var buffer: [UInt8] = []
         while !stopped.load(ordering: .relaxed) {
             guard let request = readRequest(fd, &buffer) else { return }
-            let index = log.withLock { log in
-                log.append(request)
-                return log.count - 1
-            }
+            let index = counter.add(1, ordering: .relaxed).oldValue
+            if record { log.withLock { $0.append(request) } }
             switch handler(request, index) {
             case .closeWithoutResponse:
                 return
