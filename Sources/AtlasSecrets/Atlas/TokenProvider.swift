@@ -1,0 +1,207 @@
+import Dispatch
+import Foundation
+
+/// OAuth tokens for service-account credentials, shared by all lanes (Sendable; a lock inside).
+///
+/// One token per client id: cached, renewed `renewBefore` seconds (clamped to 10 s…10 min, and to
+/// half the token's lifetime) before expiry by ONE caller while the others wait on a condition
+/// variable; a failed fetch wakes the waiters with that error. Only the HTTP client passed to
+/// `token(for:secret:using:)` is used for the fetch, so it runs on the caller's lane.
+public final class TokenProvider: Sendable {
+    public let baseURL: String
+    /// Seconds before expiry at which a token is renewed, after clamping.
+    public let renewBefore: Double
+    private let now: @Sendable () -> Double
+    private let state = TokenState()
+
+    /// A provider for `baseURL` (`https://cloud.mongodb.com`, trailing `/` tolerated).
+    public convenience init(baseURL: String, renewBefore: Double = 60) {
+        self.init(baseURL: baseURL, renewBefore: renewBefore, clock: { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 })
+    }
+
+    /// As above with a monotonic clock in seconds (tests).
+    init(baseURL: String, renewBefore: Double, clock: @escaping @Sendable () -> Double) {
+        self.baseURL = AtlasURL.trimmedBase(baseURL)
+        self.renewBefore = min(600, max(10, renewBefore.isFinite ? renewBefore : 60))
+        self.now = clock
+    }
+
+    /// How many tokens this provider has obtained from the token endpoint.
+    public var tokensMinted: Int { state.withLock { $0.minted } }
+
+    /// A valid access token for the service account; fetches one when none is cached or it is
+    /// about to expire. Throws `.authentication` (credential refused), `.rateLimited`, `.transport`,
+    /// `.api` or `.invalidResponse`; none of them is ambiguous.
+    public func token(for clientId: String, secret: String, using http: HTTPClient) throws(AtlasError) -> String {
+        state.lock()
+        while true {
+            var entry = state.value.entries[clientId] ?? TokenEntry()
+            if let token = entry.token, now() < entry.renewAt {
+                state.unlock()
+                return token
+            }
+            if entry.fetching {
+                let generation = entry.generation
+                while state.value.entries[clientId]?.fetching == true { state.wait() }
+                if let after = state.value.entries[clientId], after.generation != generation, let failure = after.failure {
+                    state.unlock()
+                    throw failure
+                }
+                continue
+            }
+            entry.fetching = true
+            state.value.entries[clientId] = entry
+            state.unlock()
+
+            let outcome: Result<(String, Double), AtlasError>
+            do throws(AtlasError) {
+                outcome = .success(try fetch(clientId: clientId, secret: secret, http: http))
+            } catch {
+                outcome = .failure(error)
+            }
+
+            state.lock()
+            var done = state.value.entries[clientId] ?? TokenEntry()
+            done.fetching = false
+            done.generation += 1
+            switch outcome {
+            case .success(let (token, expiresIn)):
+                let margin = min(renewBefore, expiresIn / 2)
+                done.token = token
+                done.secret = secret
+                done.renewAt = now() + expiresIn - margin
+                done.failure = nil
+                state.value.minted += 1
+            case .failure(let error):
+                done.failure = error
+            }
+            state.value.entries[clientId] = done
+            state.broadcast()
+            state.unlock()
+            switch outcome {
+            case .success(let (token, _)): return token
+            case .failure(let error): throw error
+            }
+        }
+    }
+
+    /// Forgets `token` for `clientId` (after the API answered 401 to it); a newer token is kept.
+    public func invalidate(clientId: String, token: String) {
+        state.withLock { value in
+            if value.entries[clientId]?.token == token { value.entries[clientId]?.token = nil }
+        }
+    }
+
+    /// Revokes every cached token (`POST {base}/api/oauth/revoke`) and forgets them; errors are ignored.
+    /// Call at exit, after the lanes stopped.
+    public func revokeAll(using http: HTTPClient) {
+        let toRevoke: [(clientId: String, secret: String, token: String)] = state.withLock { value in
+            var list: [(String, String, String)] = []
+            for (clientId, entry) in value.entries {
+                if let token = entry.token, let secret = entry.secret { list.append((clientId, secret, token)) }
+                value.entries[clientId]?.token = nil
+            }
+            return list
+        }
+        for item in toRevoke {
+            let body = "token=\(formEncode(item.token))&token_type_hint=access_token"
+            let request = HTTPRequest(
+                method: "POST", url: baseURL + "/api/oauth/revoke",
+                headers: [
+                    ("Authorization", basicAuthorization(item.clientId, item.secret)),
+                    ("Accept", "application/json"),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                body: Array(body.utf8))
+            _ = try? http.send(request)
+        }
+    }
+
+    private func fetch(clientId: String, secret: String, http: HTTPClient) throws(AtlasError) -> (String, Double) {
+        let operation = "POST /api/oauth/token"
+        let request = HTTPRequest(
+            method: "POST", url: baseURL + "/api/oauth/token",
+            headers: [
+                ("Authorization", basicAuthorization(clientId, secret)),
+                ("Accept", "application/json"),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body: Array("grant_type=client_credentials".utf8))
+        let response: HTTPResponse
+        do throws(HTTPError) {
+            response = try http.send(request)
+        } catch {
+            throw AtlasError(code: .transport, operation: operation, transport: error, isAmbiguous: false)
+        }
+        if response.status == 200 {
+            let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
+            guard let json else {
+                throw AtlasError(code: .invalidResponse, operation: operation, message: "token response is not a JSON object", httpStatus: 200, isAmbiguous: false)
+            }
+            guard let token = json["access_token"] as? String, !token.isEmpty else {
+                throw AtlasError(code: .invalidResponse, operation: operation, message: "token response lacks access_token", httpStatus: 200, isAmbiguous: false)
+            }
+            let expiresIn = (json["expires_in"] as? NSNumber)?.doubleValue ?? 3600
+            return (token, max(1, expiresIn))
+        }
+        var error = AtlasResponse.error(response, operation: operation, isAmbiguous: false)
+        if error.apiError == nil, let oauth = Self.oauthError(response) { error.apiError = oauth }
+        if error.code != .rateLimited, [400, 401, 403].contains(response.status) {
+            error.code = .authentication
+            if error.message.isEmpty { error.message = "the token endpoint refused client \(clientId)" }
+        }
+        throw error
+    }
+
+    /// `{"error": "invalid_client", "error_description": "…"}` as an `ApiError`.
+    private static func oauthError(_ response: HTTPResponse) -> ApiError? {
+        guard let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
+              let code = json["error"] as? String
+        else { return nil }
+        return ApiError(error: response.status, errorCode: code, detail: json["error_description"] as? String)
+    }
+}
+
+/// `Basic base64(id:secret)`.
+func basicAuthorization(_ user: String, _ password: String) -> String {
+    "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()
+}
+
+/// application/x-www-form-urlencoded value encoding.
+func formEncode(_ s: String) -> String {
+    var allowed = CharacterSet.alphanumerics
+    allowed.insert(charactersIn: "-._~")
+    return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? s
+}
+
+/// One client id's cached token and fetch status.
+struct TokenEntry {
+    var token: String?
+    var secret: String?
+    var renewAt: Double = 0
+    var fetching = false
+    var generation = 0
+    var failure: AtlasError?
+}
+
+struct TokenStateValue {
+    var entries: [String: TokenEntry] = [:]
+    var minted = 0
+}
+
+/// The provider's mutable state behind an `NSCondition`.
+final class TokenState: @unchecked Sendable {  // every access to `value` holds `condition`
+    private let condition = NSCondition()
+    var value = TokenStateValue()
+
+    func lock() { condition.lock() }
+    func unlock() { condition.unlock() }
+    func wait() { condition.wait() }
+    func broadcast() { condition.broadcast() }
+
+    func withLock<T>(_ body: (inout TokenStateValue) -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body(&value)
+    }
+}
