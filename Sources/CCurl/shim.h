@@ -12,3 +12,7 @@ static inline CURLcode ccurl_getinfo_long(CURL *h, CURLINFO i, long *v) { return
 static inline CURLcode ccurl_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
 /* CURL_GLOBAL_DEFAULT is a compound macro Swift cannot import. */
 static inline CURLcode ccurl_global_init_default(void) { return curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+/* Progress callback, used to abandon a transfer (shutdown grace over). */
+typedef int (*ccurl_xferinfo_callback)(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow);
+static inline CURLcode ccurl_setopt_xferinfo(CURL *h, ccurl_xferinfo_callback f) { return curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, f); }

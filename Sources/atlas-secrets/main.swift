@@ -1,2 +1,3 @@
 import AtlasSecrets
-print("atlas-secrets")
+
+CLI.main(Array(CommandLine.arguments.dropFirst()))

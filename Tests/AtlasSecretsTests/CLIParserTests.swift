@@ -23,7 +23,6 @@ private func usageMessage(_ arguments: [String]) -> String? {
         #expect(options.orgRate == nil)
         #expect(options.logFormat == .text)
         #expect(options.lease == 30)
-        #expect(options.maxAttempts == 5)
         #expect(!options.drain && !options.progress && options.batch == nil)
     }
 
@@ -31,13 +30,13 @@ private func usageMessage(_ arguments: [String]) -> String? {
         let spaced = try CommandLineParser.parse([
             "worker", "--concurrency", "64", "--drain", "--credentials", "creds.json", "--shutdown-grace", "2.5",
             "--orphan-secrets", "keep", "--when-full", "revoke-oldest", "--org-rate", "120/min",
-            "--per-org-concurrency", "4", "--log-format", "json", "--lease", "10", "--max-attempts", "3",
+            "--per-org-concurrency", "4", "--log-format", "json", "--lease", "10",
             "--progress", "--batch", "b1",
         ])
         let joined = try CommandLineParser.parse([
             "worker", "--concurrency=64", "--drain", "--credentials=creds.json", "--shutdown-grace=2.5",
             "--orphan-secrets=keep", "--when-full=revoke-oldest", "--org-rate=120/min",
-            "--per-org-concurrency=4", "--log-format=json", "--lease=10", "--max-attempts=3",
+            "--per-org-concurrency=4", "--log-format=json", "--lease=10",
             "--progress", "--batch=b1",
         ])
         var expected = WorkerOptions()
@@ -51,7 +50,6 @@ private func usageMessage(_ arguments: [String]) -> String? {
         expected.perOrgConcurrency = 4
         expected.logFormat = .json
         expected.lease = 10
-        expected.maxAttempts = 3
         expected.progress = true
         expected.batch = "b1"
         #expect(spaced == .worker(expected))

@@ -1,4 +1,5 @@
 import CCurl
+import Synchronization
 import Foundation
 
 /// One HTTP request: method, absolute URL, headers in order, optional body.
@@ -111,6 +112,8 @@ public final class HTTPClient {
         /// that the server did process, that resend duplicates it. True closes that window at the
         /// cost of a connect (and TLS handshake) per POST.
         public var freshConnectionForPOST: Bool = false
+        /// When set, an in-flight transfer is abandoned (as a lost connection) soon after it fires.
+        public var abortSignal: AbortSignal?
 
         /// A configuration; every argument has the documented default.
         public init(
@@ -219,11 +222,16 @@ public final class HTTPClient {
         set(ccurl_setopt_callback(handle, CURLOPT_HEADERFUNCTION, curlWriteHeader))
         set(ccurl_setopt_pointer(handle, CURLOPT_HEADERDATA, sinkPointer))
 
+        if let abort = configuration.abortSignal {
+            set(ccurl_setopt_long(handle, CURLOPT_NOPROGRESS, 0))
+            set(ccurl_setopt_xferinfo(handle, curlAbortCheck))
+            set(ccurl_setopt_pointer(handle, CURLOPT_XFERINFODATA, Unmanaged.passUnretained(abort).toOpaque()))
+        }
         if setupFailure != CURLE_OK {
             throw HTTPError(code: .invalidRequest, curlCode: Int(setupFailure.rawValue), message: curlMessage(setupFailure), requestMayHaveBeenSent: false)
         }
 
-        let result = withExtendedLifetime(sink) { curl_easy_perform(handle) }
+        let result = withExtendedLifetime((sink, configuration.abortSignal)) { curl_easy_perform(handle) }
         if result != CURLE_OK { throw classify(result) }
 
         var status = 0
@@ -256,7 +264,7 @@ public final class HTTPClient {
             let notSent = requestSize == 0 && pretransfer == 0
             return HTTPError(code: .timedOut, curlCode: raw, message: message, requestMayHaveBeenSent: !notSent)
         case CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_HTTP2,
-             CURLE_HTTP2_STREAM, CURLE_WRITE_ERROR:
+             CURLE_HTTP2_STREAM, CURLE_WRITE_ERROR, CURLE_ABORTED_BY_CALLBACK:
             return HTTPError(code: .connectionLost, curlCode: raw, message: message, requestMayHaveBeenSent: true)
         default:
             return HTTPError(code: .other, curlCode: raw, message: message, requestMayHaveBeenSent: true)
@@ -308,4 +316,21 @@ private let curlWriteHeader: ccurl_data_callback = { ptr, size, count, userdata 
     let sink = Unmanaged<ResponseSink>.fromOpaque(userdata).takeUnretainedValue()
     sink.headerLine(UnsafeRawBufferPointer(start: ptr, count: total))
     return total
+}
+
+/// A flag that abandons the in-flight transfers of every HTTPClient configured with it
+/// (the worker sets it when the shutdown grace period is over). Thread-safe.
+public final class AbortSignal: Sendable {
+    private let flag = Atomic<Bool>(false)
+    /// A signal not yet set.
+    public init() {}
+    /// Abandons transfers from now on.
+    public func set() { flag.store(true, ordering: .relaxed) }
+    /// Whether `set()` was called.
+    public var isSet: Bool { flag.load(ordering: .relaxed) }
+}
+
+private let curlAbortCheck: ccurl_xferinfo_callback = { clientp, _, _, _, _ in
+    guard let clientp else { return 0 }
+    return Unmanaged<AbortSignal>.fromOpaque(clientp).takeUnretainedValue().isSet ? 1 : 0
 }

@@ -105,8 +105,6 @@ public struct WorkerOptions: CommandOptions {
     public var logFormat: LogFormat = .text
     /// Lease length in seconds; the heartbeat renews it.
     public var lease: Double = 30
-    /// Attempts a job may spend before it fails.
-    public var maxAttempts = 5
     /// Show a progress bar (on stderr) even when it is not a terminal.
     public var progress = false
     /// Only jobs of this batch (with `--drain`), or nil for all.
@@ -130,7 +128,6 @@ public struct WorkerOptions: CommandOptions {
             .value("per-org-concurrency", "N", "Jobs in flight per organization, 1...512."),
             .value("log-format", "text|json", "Log line format on stderr.", default: Self().logFormat.rawValue),
             .value("lease", "SECONDS", "Lease on a claimed job, renewed by the heartbeat, 5...3600.", default: ParsedArguments.format(Self().lease)),
-            .value("max-attempts", "N", "Attempts a job may spend before it fails, 1...100.", default: String(Self().maxAttempts)),
             .flag("progress", "Show a progress bar on stderr even when it is not a terminal."),
             .value("batch", "B", "Only process jobs of this batch (with --drain)."),
         ]
@@ -154,7 +151,6 @@ public struct WorkerOptions: CommandOptions {
         perOrgConcurrency = try arguments.int("per-org-concurrency", in: 1...512)
         if let v = try arguments.choice("log-format", as: LogFormat.self) { logFormat = v }
         if let v = try arguments.seconds("lease", in: 5...3600) { lease = v }
-        if let v = try arguments.int("max-attempts", in: 1...100) { maxAttempts = v }
         progress = arguments.flag("progress")
         batch = try arguments.batchName("batch")
     }

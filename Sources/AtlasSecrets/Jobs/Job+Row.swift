@@ -14,7 +14,7 @@ extension Job {
     init(row: PGRow) throws(PGError) {
         let stateText = try row["state"].string()
         guard let state = JobState(rawValue: stateText) else {
-            throw PGError.badValue(column: "state", message: "unknown job state \(stateText)")
+            throw PGError(code: .badValue, message: "unknown job state \(stateText)", column: "state")
         }
         self.init(
             id: try row["id"].int64(),

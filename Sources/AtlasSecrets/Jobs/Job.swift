@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// One row of `secret_jobs`, as the worker and the CLI read it. Holds no plaintext secret.
 public struct Job: Sendable, Equatable {

@@ -3,7 +3,7 @@ import Foundation
 /// Runs one claimed job to the end of its attempt, on a lane's thread. Owns nothing shared
 /// except through `WorkerContext`; its AtlasClient (and HTTP connection) belongs to the lane.
 /// Never lets a plaintext secret reach a log line, an error or the database.
-struct JobProcessor: ~Copyable {
+struct JobProcessor {
     let context: WorkerContext
     let atlas: AtlasClient
 
@@ -21,10 +21,7 @@ struct JobProcessor: ~Copyable {
         let job = claimed.job
         let fence = claimed.fence
         let clock = ContinuousClock.now
-        func elapsedMs() -> Int {
-            let d = ContinuousClock.now - clock
-            return Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
-        }
+        let elapsedMs = { Self.milliseconds(since: clock) }
         guard let credential = context.credentials.credential(forOrg: job.orgId) else {
             return end(fence, job, .fail, code: "NO_CREDENTIAL",
                        detail: "no credential for organization \(job.orgId): add it to the credentials file (--credentials or ATLAS_SECRETS_CREDENTIALS_FILE)",
@@ -79,7 +76,8 @@ struct JobProcessor: ~Copyable {
             do {
                 created = try atlas.createSecret(orgId: job.orgId, clientId: job.clientId,
                                                  expiresAfterHours: job.expiresAfterHours, credential: credential)
-            } catch let error where error.isAmbiguous {
+            } catch {
+                guard error.isAmbiguous else { throw error }
                 // The secret may exist without our having seen it: settle now, then retry.
                 log.warning("job.ambiguous", ["job": "\(job.id)", "attempt": "\(fence.attempt)", "error": error.description])
                 var reconciled = false
@@ -110,9 +108,9 @@ struct JobProcessor: ~Copyable {
               let createdAt = AtlasTime.parse(created.createdAt), let expiresAt = AtlasTime.parse(created.expiresAt)
         else {
             // AtlasClient validates the 201; this is a defence against a future change there.
-            return handle(AtlasError.invalidResponse("201 without secret or timestamps"), fence, job, ms: ms)
+            return handle(AtlasError(code: .invalidResponse, operation: "create secret", message: "201 without secret or timestamps", isAmbiguous: true), fence, job, ms: ms)
         }
-        let sealed = SecretBox.seal(plaintext, key: context.key, associatedData: SecretBox.associatedData(jobId: job.id))
+        let sealed = SecretBox.seal(plaintext, key: context.key, associatedData: Self.associatedData(jobId: job.id))
         let masked = created.maskedSecretValue ?? maskSecret(plaintext)
         // Creating a secret shortens the account's older secrets to expire within 7 days.
         let week = createdAt.addingTimeInterval(7 * 24 * 3600)
@@ -165,8 +163,9 @@ struct JobProcessor: ~Copyable {
                 for id in orphans {
                     do {
                         try atlas.deleteSecret(orgId: job.orgId, clientId: job.clientId, secretId: id, credential: credential)
-                    } catch let error as AtlasError where error.httpStatus == 404 {
-                        // Already gone: revoked by another reconciliation of the same attempt.
+                    } catch {
+                        // 404: already gone, revoked by another reconciliation of the same attempt.
+                        if error.httpStatus != 404 { throw error }
                     }
                     log.info("secret.revoked", ["job": "\(job.id)", "secret": id, "reason": "created by an attempt whose response was lost"])
                 }
@@ -237,15 +236,16 @@ struct JobProcessor: ~Copyable {
             return .givenBack
         }
         guard written else { return superseded(fence, job, detail: "result refused: \(code)") }
-        var fields = ["job": "\(job.id)", "org": job.orgId, "attempt": "\(fence.attempt)", "code": code, "detail": detail]
-        if let status { fields["status"] = "\(status)" }
+        var fields = [("job", "\(job.id)"), ("org", job.orgId), ("attempt", "\(fence.attempt)"), ("code", code)]
+        if let status { fields.append(("status", "\(status)")) }
+        fields.append(("detail", detail))
         switch ending {
         case .fail:
-            log.warning("job.failed", fields)
+            log.log(.warning, "job.failed", pairs: fields)
             return .failed
         case .retry(let delay, _):
-            fields["retry_in"] = String(format: "%.1f", delay)
-            log.info("job.retry", fields)
+            fields.append(("retry_in", String(format: "%.1f", delay)))
+            log.log(.info, "job.retry", pairs: fields)
             return .retried
         case .giveBack:
             return .givenBack
@@ -262,6 +262,14 @@ struct JobProcessor: ~Copyable {
     private func write(_ body: (PGConnection) throws(PGError) -> Bool) throws -> Bool {
         try pool.withRetryingConnection(deadline: config.resultWriteDeadline) { conn in try body(conn) }
     }
+
+    static func milliseconds(since start: ContinuousClock.Instant) -> Int {
+        let d = ContinuousClock.now - start
+        return Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// Binds a ciphertext to its row: a value copied to another job does not open.
+    static func associatedData(jobId: Int64) -> String { "atlas-secrets:job:\(jobId)" }
 
     static func revocationJSON(_ ids: [String], reason: String, action: String) -> String {
         json(ids.map { ["id": $0, "reason": reason, "action": action, "at": AtlasTime.format(Date())] })

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 extension JobQueries {
     /// What an enqueue run did.
@@ -20,10 +20,10 @@ extension JobQueries {
     /// Inserts all requests in one transaction, or nothing: one statement over arrays, so a
     /// 100,000-line file is one round trip. Re-running the same file inserts nothing. A key
     /// that names a different existing request is a conflict: nothing is inserted and the
-    /// conflicts are returned.
+    /// conflicts are thrown as `EnqueueConflicts`.
     public static func enqueue(
         _ conn: PGConnection, _ requests: [ParsedRequest], batch: String, maxAttempts: Int
-    ) throws -> (EnqueueResult, [KeyConflict]) {
+    ) throws -> EnqueueResult {
         let keys = requests.map { $0.request.effectiveIdempotencyKey(batch: batch) }
         return try conn.transaction { conn in
             let inserted = try conn.query("""
@@ -60,7 +60,7 @@ extension JobQueries {
                 }
                 if !conflicts.isEmpty { throw EnqueueConflicts(conflicts: conflicts) }
             }
-            return (EnqueueResult(inserted: new.count, alreadyPresent: requests.count - new.count, batch: batch), conflicts)
+            return EnqueueResult(inserted: new.count, alreadyPresent: requests.count - new.count, batch: batch)
         }
     }
 

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Read-side queries for the CLI (`status`, `list`, `show`) and the operator's writes (`retry`,
 /// `cancel`, `enqueue`). Each answers from an index or the counters table, never a full scan.
@@ -48,6 +48,16 @@ public enum JobQueries {
         let b: PGQuery = batch.map { " AND batch = \($0)" } ?? ""
         let o: PGQuery = org.map { " AND org_id = \($0)" } ?? ""
         return "\(b)\(o)"
+    }
+
+    /// Counts by state only (cheap: the counters table).
+    public static func counts(_ conn: PGConnection, batch: String?, org: String? = nil) throws(PGError) -> Counts {
+        var counts = Counts()
+        let q: PGQuery = "SELECT state, sum(n)::bigint AS n FROM secret_job_counts WHERE n <> 0 \(filter(batch: batch, org: org)) GROUP BY state"
+        for row in try conn.query(q).rows {
+            counts.add(try row["state"].string(), try row["n"].int())
+        }
+        return counts
     }
 
     /// The status of a batch, an org, or everything.

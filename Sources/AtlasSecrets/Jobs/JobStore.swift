@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Identifies one claimed attempt of a job; every write after the claim must match it.
 public struct JobFence: Sendable, Hashable, CustomStringConvertible {
@@ -155,7 +155,8 @@ public enum JobStore {
                     secret_ciphertext = \(s.ciphertext), secret_key_id = \(s.keyId),
                     shortened_secrets = \(s.shortenedJSON)::jsonb,
                     lease_owner = NULL, lease_expires_at = NULL, needs_reconcile = false,
-                    finished_at = now(), updated_at = now(), last_http_status = \(s.httpStatus)
+                    finished_at = now(), updated_at = now(), last_http_status = \(s.httpStatus),
+                    last_error_code = NULL, last_error_detail = NULL
                 WHERE \(fenced(f))
                 RETURNING j.id
             ), history AS (
@@ -169,7 +170,9 @@ public enum JobStore {
                         AND secret_id = \(s.secretId)) AS already
             """
         let row = try conn.query(q).rows[0]
-        return try row["written"].int() == 1 || row["already"].int() == 1
+        let written = try row["written"].int()
+        let already = try row["already"].int()
+        return written == 1 || already == 1
     }
 
     /// How an attempt that did not succeed ends.

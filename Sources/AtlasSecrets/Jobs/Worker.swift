@@ -1,5 +1,5 @@
 import Dispatch
-import Foundation
+public import Foundation
 import Synchronization
 
 /// What lanes share: configuration, the database pool, credentials, the key, the log.
@@ -66,6 +66,8 @@ public final class Worker: Sendable {
         public var orphanPolicy: OrphanPolicy = .revoke
         public var whenFull: WhenFullPolicy = .fail
         public var perOrgConcurrency: Int?
+        /// Atlas requests started per organization per second, across all workers (nil: no pace).
+        public var orgRatePerSecond: Double?
         /// Retry of 5xx, timeouts, connection errors.
         public var retry: ExponentialJitterRetry = .exponentialJitter(base: 1, cap: 300)
         /// Throttling without Retry-After.
@@ -207,8 +209,9 @@ public final class Worker: Sendable {
                     let jobs: [ClaimedJob]
                     do {
                         jobs = try JobStore.claim(c, limit: min(free, 64), options: options)
-                    } catch let error where error.sqlState == .uniqueViolation {
-                        // Another worker claimed a job of the same account at the same moment.
+                    } catch {
+                        // uniqueViolation: another worker claimed a job of the same account at the same moment.
+                        guard error.sqlState == .uniqueViolation else { throw error }
                         jobs = []
                     }
                     if !jobs.isEmpty {
@@ -349,7 +352,8 @@ public final class Worker: Sendable {
         while true {
             do {
                 return try PGConnection(url: url, applicationName: "atlas-secrets \(name)")
-            } catch let error where error.isConnectionError && failures < 5 {
+            } catch {
+                guard error.isConnectionError && failures < 5 else { throw error }
                 failures += 1
                 logger.warning("db.connect_failed", ["error": "\(error)", "attempt": "\(failures)"])
                 Thread.sleep(forTimeInterval: 0.5 * Double(failures))

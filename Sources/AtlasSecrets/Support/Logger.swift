@@ -66,6 +66,14 @@ public final class Logger: Sendable {
         Console.queue.async { sink.write(line) }
     }
 
+    /// Logs `event` with fields built at run time, in their order.
+    public func log(_ level: LogLevel, _ event: String, pairs: [(String, String)]) {
+        guard level >= minimumLevel else { return }
+        let line = Self.format(format, date: clock(), level: level, event: event, fields: pairs)
+        let sink = self.sink
+        Console.queue.async { sink.write(line) }
+    }
+
     /// Logs at `debug`.
     public func debug(_ event: String, _ fields: KeyValuePairs<String, String> = [:]) { log(.debug, event, fields) }
     /// Logs at `info`.

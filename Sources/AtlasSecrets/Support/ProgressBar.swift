@@ -49,6 +49,11 @@ public final class ProgressBar: Sendable {
         update { $0.done += count }
     }
 
+    /// Sets how many items are done (when the count comes from elsewhere, e.g. the database).
+    public func setDone(_ done: Int) {
+        update { $0.done = done }
+    }
+
     /// Sets the total (when more work was found).
     public func setTotal(_ total: Int) {
         update { $0.total = total }
