@@ -56,7 +56,6 @@ COMMENT ON TABLE secret_jobs IS 'atlas-secrets: queued requests to create Atlas 
 -- The claim walks only runnable rows, in its own order, however many finished rows the table holds.
 CREATE INDEX secret_jobs_claim ON secret_jobs (priority DESC, run_at, id) WHERE state = 'queued';
 CREATE INDEX secret_jobs_claim_by_org ON secret_jobs (org_id, priority DESC, run_at, id) WHERE state = 'queued';
-CREATE INDEX secret_jobs_queued_run_at ON secret_jobs (run_at) WHERE state = 'queued';
 -- One job at a time per service account: a second running job for the same account is refused.
 CREATE UNIQUE INDEX secret_jobs_one_running_per_account ON secret_jobs (org_id, client_id) WHERE state = 'running';
 -- Rescue of expired leases.

@@ -51,44 +51,10 @@ public enum JobStore {
     /// returns more than `limit`, whatever the planner's statistics say.
     public static func claim(_ conn: PGConnection, limit: Int, options: ClaimOptions) throws(PGError) -> [ClaimedJob] {
         guard limit > 0 else { return [] }
-        let scan = max(limit * 4, 32)
-        let batchFilter: PGQuery = options.batch.map { "AND j.batch = \($0)" } ?? ""
-        let orgCap = options.perOrgConcurrency ?? Int(Int32.max)
         let query: PGQuery = """
-            WITH candidates AS MATERIALIZED (
-                SELECT j.id, j.org_id, j.client_id, j.batch, j.priority, j.run_at
-                FROM secret_jobs j
-                WHERE j.state = 'queued' AND j.run_at <= now() \(batchFilter)
-                  AND NOT EXISTS (SELECT 1 FROM secret_jobs r
-                                  WHERE r.state = 'running' AND r.org_id = j.org_id AND r.client_id = j.client_id)
-                  AND NOT EXISTS (SELECT 1 FROM secret_org_pacing p
-                                  WHERE p.org_id = j.org_id AND (p.not_before > now() OR p.paused_reason IS NOT NULL))
-                ORDER BY j.priority DESC, j.run_at, j.id
-                LIMIT \(scan)
-                FOR UPDATE OF j SKIP LOCKED
-            ), one_per_account AS (
-                SELECT DISTINCT ON (org_id, client_id) * FROM candidates
-                ORDER BY org_id, client_id, priority DESC, run_at, id
-            ), ranked AS (
-                SELECT c.*,
-                       row_number() OVER (PARTITION BY org_id ORDER BY priority DESC, run_at, id) AS org_rank,
-                       row_number() OVER (PARTITION BY org_id, batch ORDER BY priority DESC, run_at, id) AS batch_rank,
-                       (SELECT count(*) FROM secret_jobs r WHERE r.state = 'running' AND r.org_id = c.org_id) AS org_running
-                FROM one_per_account c
-            ), chosen AS (
-                SELECT id FROM ranked
-                WHERE org_rank + org_running <= \(orgCap)
-                ORDER BY priority DESC, batch_rank, org_rank, run_at, id
-                LIMIT \(limit)
-            )
-            UPDATE secret_jobs j
-            SET state = 'running', attempts = j.attempts + 1, lease_owner = \(options.owner),
-                lease_expires_at = now() + make_interval(secs => \(options.leaseSeconds)),
-                started_at = coalesce(j.started_at, now()), updated_at = now(),
-                orphan_policy = \(options.orphanPolicy)
-            FROM chosen
-            WHERE j.id = chosen.id
-            RETURNING \(raw: Job.columns.split(separator: ",").map { "j." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", "))
+            SELECT \(raw: Job.columns) FROM claim_secret_jobs(
+                \(options.owner), \(limit), \(options.leaseSeconds), \(options.orphanPolicy),
+                \(options.batch), \(options.perOrgConcurrency))
             """
         let result = try conn.query(query)
         return try result.rows.map { row throws(PGError) in

@@ -29,7 +29,7 @@ public final class PGConnection {
         }
         PQsetNoticeProcessor(conn, { _, _ in }, nil)
         do {
-            try executeScript("SET DateStyle TO ISO; SET TimeZone TO 'UTC'; SET bytea_output TO hex")
+            try executeScript("SET DateStyle TO ISO; SET TimeZone TO 'UTC'; SET bytea_output TO hex; SET jit TO off")
         } catch {
             close()
             throw PGError(code: .connectionFailed, message: "session setup failed: \(error.message)", sqlState: error.sqlState)

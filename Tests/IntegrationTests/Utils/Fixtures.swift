@@ -16,22 +16,18 @@ enum TestIds {
     static func client(_ i: Int, _ j: Int) -> String { "mdb_sa_id_" + String(format: "%012x%012x", 0x0b0000 + i, j) }
 }
 
-/// Inserts `count` jobs with plain SQL: accounts (org i % orgs, account i) unless `accounts` is given.
+/// Inserts `count` jobs with plain SQL: org `g % orgs`, account `g % accountsPerOrg` (or `g`: one each).
 @discardableResult
 func insertJobs(_ conn: PGConnection, count: Int, orgs: Int = 3, accountsPerOrg: Int? = nil, batch: String = "b",
                 hours: Int = 24) throws -> [Int64] {
+    let accountModulo = accountsPerOrg ?? Int(Int32.max)
     let rows = try conn.query("""
         INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
-        SELECT format('%s', lpad(to_hex(655360 + (g % \(orgs))), 24, '0')),
-               'mdb_sa_id_' || lpad(to_hex(720896 + (g % \(orgs))), 12, '0') || lpad(to_hex(\(accountsPerOrg.map { "g % \($0)" } ?? "g")::int), 12, '0'),
+        SELECT lpad(to_hex(655360 + (g % \(orgs))), 24, '0'),
+               'mdb_sa_id_' || lpad(to_hex(720896 + (g % \(orgs))), 12, '0') || lpad(to_hex(g % \(accountModulo)), 12, '0'),
                \(hours), \(batch)
         FROM generate_series(0, \(count - 1)) AS g
         RETURNING id
-        """.replacingRaw()).rows
+        """).rows
     return try rows.map { try $0["id"].int64() }
-}
-
-private extension String {
-    /// Test-only: the SQL above is built as text with trusted numbers.
-    func replacingRaw() -> PGQuery { PGQuery(sql: self) }
 }
