@@ -55,7 +55,7 @@ COMMENT ON TABLE secret_jobs IS 'atlas-secrets: queued requests to create Atlas 
 
 -- The claim walks only runnable rows, in its own order, however many finished rows the table holds.
 CREATE INDEX secret_jobs_claim ON secret_jobs (priority DESC, run_at, id) WHERE state = 'queued';
-CREATE INDEX secret_jobs_claim_by_org ON secret_jobs (org_id, priority DESC, run_at, id) WHERE state = 'queued';
+CREATE INDEX secret_jobs_claim_by_batch_org ON secret_jobs (batch, org_id, priority DESC, run_at, id) WHERE state = 'queued';
 -- One job at a time per service account: a second running job for the same account is refused.
 CREATE UNIQUE INDEX secret_jobs_one_running_per_account ON secret_jobs (org_id, client_id) WHERE state = 'running';
 -- Rescue of expired leases.
@@ -87,7 +87,8 @@ CREATE INDEX secret_job_attempts_job ON secret_job_attempts (job_id, id);
 -- Per organization: a not-before time shared by every worker (throttling), and a pause.
 CREATE TABLE secret_org_pacing (
     org_id        text PRIMARY KEY,
-    not_before    timestamptz,
+    not_before    timestamptz,                 -- Atlas throttled the org: nobody calls it before this
+    next_slot_at  timestamptz,                 -- --org-rate: the next job of this org may start then
     paused_reason text,
     paused_at     timestamptz,
     updated_at    timestamptz NOT NULL DEFAULT now()
@@ -101,3 +102,4 @@ CREATE TABLE secret_job_counts (
     n       bigint NOT NULL,
     PRIMARY KEY (batch, org_id, state)
 );
+CREATE INDEX secret_job_counts_org ON secret_job_counts (org_id, state);

@@ -4,7 +4,7 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA_ROOT="$REPO_ROOT/.data"
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+log() { if [ -t 2 ]; then printf '\033[1m==> %s\033[0m\n' "$*" >&2; else printf '==> %s\n' "$*" >&2; fi; }
 
 # Install the Debian packages the build and the tests need, only when something is missing.
 ensure_packages() {

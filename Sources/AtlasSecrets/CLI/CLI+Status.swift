@@ -22,16 +22,19 @@ extension CLI.Context {
             for err in s.topErrors { e.append([err.code, "\(err.count)"]) }
             out += "\n" + e.render(color: color)
         }
-        if s.orgs.count > 1 || s.orgs.contains(where: { $0.throttledUntil != nil || $0.pausedReason != nil }) {
+        // Organizations with work left (or held back); finished ones are only counted.
+        let active = s.orgs.filter { $0.counts.queued + $0.counts.running > 0 || $0.throttledUntil != nil || $0.pausedReason != nil }
+        if !active.isEmpty {
             var t = Table(["org", "queued", "running", "succeeded", "failed", "cancelled", "throttled until", "paused"])
-            for org in s.orgs.prefix(200) {
+            for org in active.prefix(100) {
                 t.append([org.orgId, "\(org.counts.queued)", "\(org.counts.running)", "\(org.counts.succeeded)",
                           "\(org.counts.failed)", "\(org.counts.cancelled)",
                           org.throttledUntil.map { ISO8601.string(from: $0) } ?? "-", org.pausedReason ?? "-"])
             }
             out += "\n" + t.render(color: color)
-            if s.orgs.count > 200 { out += "… and \(s.orgs.count - 200) more organizations (use --org or --json)\n" }
+            if active.count > 100 { out += "… and \(active.count - 100) more organizations with work (use --org or --json)\n" }
         }
+        out += "\n\(s.orgs.count) organization\(s.orgs.count == 1 ? "" : "s"), \(active.count) with work left\n"
         Console.out(out, terminator: "")
     }
 

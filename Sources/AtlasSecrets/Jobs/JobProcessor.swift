@@ -191,6 +191,14 @@ struct JobProcessor {
             log.info("job.throttled", ["job": "\(job.id)", "org": job.orgId, "retry_after": String(format: "%.1f", delay)])
             return end(fence, job, .giveBack(delay: delay, needsReconcile: job.needsReconcile, outcome: "throttled"),
                        code: error.apiError?.errorCode ?? "RATE_LIMITED", detail: error.description, status: error.httpStatus, ms: ms)
+        case .authentication:
+            // The org's credential was refused: every job of the org would fail the same way, so the
+            // whole org pauses (shown by `status`, tried again in 5 minutes) and no attempt is spent.
+            let reason = "credential refused (HTTP \(error.httpStatus.map(String.init) ?? "?")\(error.apiError.map { " \($0.errorCode)" } ?? "")) at \(AtlasTime.format(Date()))"
+            context.pause(org: job.orgId, reason: reason)
+            log.error("org.paused", ["org": job.orgId, "job": "\(job.id)", "reason": reason])
+            return end(fence, job, .giveBack(delay: 0, needsReconcile: job.needsReconcile, outcome: "paused"),
+                       code: "CREDENTIAL_REFUSED", detail: error.description, status: error.httpStatus, ms: ms)
         case .transport, .invalidResponse:
             return retryOrFail(fence, job, error: error, needsReconcile: error.isAmbiguous, ms: ms)
         default:

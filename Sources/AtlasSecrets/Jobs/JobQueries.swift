@@ -91,7 +91,8 @@ public enum JobQueries {
         var pacing: [String: (Date?, String?)] = [:]
         let orgIds = Array(byOrg.keys)
         for row in try conn.query("""
-            SELECT org_id, CASE WHEN not_before > now() THEN not_before END AS not_before, paused_reason
+            SELECT org_id, CASE WHEN not_before > now() THEN not_before END AS not_before,
+                   CASE WHEN paused_at > now() - interval '5 minutes' THEN paused_reason END AS paused_reason
             FROM secret_org_pacing WHERE org_id = ANY(\(orgIds))
             """).rows {
             pacing[try row["org_id"].string()] = (try row["not_before"].optionalDate(), try row["paused_reason"].optionalString())

@@ -34,8 +34,12 @@ public enum JobStore {
         public var batch: String?
         /// At most this many running jobs per organization, across all workers (nil: no cap).
         public var perOrgConcurrency: Int?
+        /// Jobs started per organization per second, across all workers (nil: no pace).
+        public var orgRatePerSecond: Double?
 
-        public init(owner: String, leaseSeconds: Double, orphanPolicy: String, batch: String? = nil, perOrgConcurrency: Int? = nil) {
+        public init(owner: String, leaseSeconds: Double, orphanPolicy: String, batch: String? = nil,
+                    perOrgConcurrency: Int? = nil, orgRatePerSecond: Double? = nil) {
+            self.orgRatePerSecond = orgRatePerSecond
             self.owner = owner
             self.leaseSeconds = leaseSeconds
             self.orphanPolicy = orphanPolicy
@@ -44,17 +48,16 @@ public enum JobStore {
         }
     }
 
-    /// Claims up to `limit` runnable jobs in one statement: at most one per service account (and no
-    /// account that already has a running job), none of a throttled or paused organization,
-    /// priorities first, then organizations and batches interleaved, then oldest first.
-    /// All eligibility checks sit inside the locked, materialized subquery, so the claim never
-    /// returns more than `limit`, whatever the planner's statistics say.
+    /// Claims up to `limit` runnable jobs in one statement (`claim_secret_jobs()`, see
+    /// migrations/003_claim.sql): at most one per service account (and no account that already has
+    /// a running job), none of a throttled, paused or paced organization, priorities first, then
+    /// organizations and batches interleaved, then oldest first; never more than `limit`.
     public static func claim(_ conn: PGConnection, limit: Int, options: ClaimOptions) throws(PGError) -> [ClaimedJob] {
         guard limit > 0 else { return [] }
         let query: PGQuery = """
             SELECT \(raw: Job.columns) FROM claim_secret_jobs(
                 \(options.owner), \(limit), \(options.leaseSeconds), \(options.orphanPolicy),
-                \(options.batch), \(options.perOrgConcurrency))
+                \(options.batch), \(options.perOrgConcurrency), \(options.orgRatePerSecond))
             """
         let result = try conn.query(query)
         return try result.rows.map { row throws(PGError) in
@@ -248,12 +251,15 @@ public enum JobStore {
         return try conn.query(q).rows.map { row throws(PGError) in try row["id"].int64() }
     }
 
-    /// When the next queued job becomes runnable, in seconds from now (nil: nothing queued).
+    /// When the next queued job becomes runnable, in seconds from now (nil: nothing queued),
+    /// counting its org's throttle and pause.
     public static func secondsUntilNextRunnable(_ conn: PGConnection, batch: String?) throws(PGError) -> Double? {
-        let filter: PGQuery = batch.map { "AND batch = \($0)" } ?? ""
+        let filter: PGQuery = batch.map { "AND j.batch = \($0)" } ?? ""
         let q: PGQuery = """
-            SELECT extract(epoch FROM (min(run_at) - now()))::float8 AS wait
-            FROM secret_jobs WHERE state = 'queued' \(filter)
+            SELECT extract(epoch FROM (min(greatest(j.run_at, p.not_before,
+                       CASE WHEN p.paused_reason IS NOT NULL THEN p.paused_at + interval '5 minutes' END)) - now()))::float8 AS wait
+            FROM secret_jobs j LEFT JOIN secret_org_pacing p ON p.org_id = j.org_id
+            WHERE j.state = 'queued' \(filter)
             """
         let row = try conn.query(q).rows[0]
         return row["wait"].isNull ? nil : max(0, try row["wait"].double())

@@ -25,6 +25,22 @@ final class WorkerContext: Sendable {
         self.owner = owner
     }
 
+    /// The org's credential was refused: hold all its jobs back (every worker), with the reason.
+    func pause(org: String, reason: String) {
+        do {
+            try pool.withRetryingConnection(deadline: 10) { conn in
+                try conn.execute("""
+                    INSERT INTO secret_org_pacing AS p (org_id, paused_reason, paused_at, updated_at)
+                    VALUES (\(org), \(reason), now(), now())
+                    ON CONFLICT (org_id) DO UPDATE
+                    SET paused_reason = EXCLUDED.paused_reason, paused_at = now(), updated_at = now()
+                    """)
+            }
+        } catch {
+            logger.warning("org.pause_unrecorded", ["org": org, "error": "\(error)"])
+        }
+    }
+
     /// Atlas throttled `org`: every worker holds off it until the database clock passes the time.
     func throttle(org: String, seconds: Double) {
         do {
@@ -78,7 +94,9 @@ public final class Worker: Sendable {
         public var poolSize: Int = 3
         /// How long a result write is retried across lost database connections.
         public var resultWriteDeadline: Double = 300
-        public var http = HTTPClient.Configuration()
+        /// Creates go on a fresh connection: libcurl silently resends a request whose kept-alive
+        /// connection died before the reply, which for a create could make a second secret.
+        public var http = HTTPClient.Configuration(freshConnectionForPOST: true)
         /// Redraw a progress line on stderr.
         public var progress: Bool = false
 
@@ -186,7 +204,9 @@ public final class Worker: Sendable {
         let rescueEvery = Duration.milliseconds(Int(max(0.5, min(5, config.leaseSeconds / 6)) * 1000))
         let options = JobStore.ClaimOptions(
             owner: context.owner, leaseSeconds: config.leaseSeconds, orphanPolicy: config.orphanPolicy.rawValue,
-            batch: config.batch, perOrgConcurrency: config.perOrgConcurrency)
+            batch: config.batch, perOrgConcurrency: config.perOrgConcurrency, orgRatePerSecond: config.orgRatePerSecond)
+        // A pace faster than the poll needs claims that often (each claim starts one job per org).
+        let pollInterval = min(config.pollInterval, config.orgRatePerSecond.map { max(0.02, 1 / $0) } ?? config.pollInterval)
         var failures = 0
         while !state.isStopping {
             do {
@@ -232,7 +252,7 @@ public final class Worker: Sendable {
                         break
                     }
                 }
-                _ = state.wake.wait(timeout: .now() + config.pollInterval)
+                _ = state.wake.wait(timeout: .now() + pollInterval)
             } catch {
                 failures += 1
                 conn?.close()
