@@ -5,7 +5,7 @@ import Foundation
 /// Never lets a plaintext secret reach a log line, an error or the database.
 struct JobProcessor {
     let context: WorkerContext
-    let atlas: AtlasClient
+    let atlas: PacedAtlas
 
     private var config: Worker.Configuration { context.configuration }
     private var pool: PGPool { context.pool }
@@ -44,21 +44,10 @@ struct JobProcessor {
             if known == nil {
                 let account = try atlas.getServiceAccount(orgId: job.orgId, clientId: job.clientId, credential: credential)
                 var live = account.secrets ?? []
-                if live.count >= 2 {
-                    switch config.whenFull {
-                    case .fail:
-                        let list = live.map { "\($0.id) (expires \($0.expiresAt))" }.joined(separator: ", ")
-                        return end(fence, job, .fail, code: "SERVICE_ACCOUNT_FULL",
-                                   detail: "service account \(job.clientId) already holds \(live.count) secrets, the most Atlas allows: \(list); revoke one or run the worker with --when-full revoke-oldest",
-                                   status: nil, ms: elapsedMs())
-                    case .revokeOldest:
-                        let oldest = live.min { $0.createdAt < $1.createdAt }!
-                        try atlas.deleteSecret(orgId: job.orgId, clientId: job.clientId, secretId: oldest.id, credential: credential)
-                        log.info("secret.revoked", ["job": "\(job.id)", "secret": oldest.id, "reason": "when-full revoke-oldest"])
-                        guard try write({ conn throws(PGError) in
-                            try JobStore.recordRevocations(conn, fence, json: Self.revocationJSON([oldest.id], reason: "oldest secret revoked to make room (--when-full revoke-oldest)", action: "revoked"))
-                        }) else { return .superseded }
-                        live.removeAll { $0.id == oldest.id }
+                if live.count >= Self.maxSecretsPerAccount {
+                    switch try makeRoom(fence, job, credential, live: live, atlasError: nil, ms: elapsedMs()) {
+                    case .done(let outcome): return outcome
+                    case .revoked(let id): live.removeAll { $0.id == id }
                     }
                 }
                 snapshot = live
@@ -77,6 +66,21 @@ struct JobProcessor {
                 created = try atlas.createSecret(orgId: job.orgId, clientId: job.clientId,
                                                  expiresAfterHours: job.expiresAfterHours, credential: credential)
             } catch {
+                if !error.isAmbiguous, error.code == .api, error.httpStatus == 400 {
+                    // Perhaps the account is full (Atlas's errorCode for that is undocumented): read it.
+                    let live = try atlas.getServiceAccount(orgId: job.orgId, clientId: job.clientId, credential: credential).secrets ?? []
+                    if live.count >= Self.maxSecretsPerAccount {
+                        switch try makeRoom(fence, job, credential, live: live, atlasError: error, ms: elapsedMs()) {
+                        case .done(let outcome): return outcome
+                        case .revoked(let id):
+                            let ids = live.map(\.id).filter { $0 != id }
+                            _ = try write { conn throws(PGError) in try JobStore.recordKnownSecrets(conn, fence, ids: ids) }
+                            return end(fence, job, .giveBack(delay: 0, needsReconcile: false, outcome: "made_room"),
+                                       code: error.apiError?.errorCode ?? "HTTP_400", detail: "account was full; revoked \(id) (--when-full revoke-oldest)",
+                                       status: 400, ms: elapsedMs())
+                        }
+                    }
+                }
                 guard error.isAmbiguous else { throw error }
                 // The secret may exist without our having seen it: settle now, then retry.
                 log.warning("job.ambiguous", ["job": "\(job.id)", "attempt": "\(fence.attempt)", "error": error.description])
@@ -96,6 +100,37 @@ struct JobProcessor {
             // job will be rescued and reconciled by whichever worker is alive.
             log.error("job.database_error", ["job": "\(job.id)", "error": "\(error)"])
             return .givenBack
+        }
+    }
+
+    /// Atlas holds at most this many secrets per service account.
+    static let maxSecretsPerAccount = 2
+
+    enum RoomOutcome {
+        case done(WorkerState.Outcome)
+        case revoked(String)
+    }
+
+    /// The account is full: fail (saying which secrets exist and when they expire) or revoke the
+    /// oldest secret and record it, by the `--when-full` policy.
+    private func makeRoom(
+        _ fence: JobFence, _ job: Job, _ credential: AtlasCredential, live: [ServiceAccountSecret], atlasError: AtlasError?, ms: Int
+    ) throws -> RoomOutcome {
+        switch config.whenFull {
+        case .fail:
+            let list = live.map { "\($0.id) (expires \($0.expiresAt))" }.joined(separator: ", ")
+            return .done(end(fence, job, .fail, code: atlasError?.apiError?.errorCode ?? "SERVICE_ACCOUNT_FULL",
+                             detail: "service account \(job.clientId) already holds \(live.count) secrets, the most Atlas allows: \(list); revoke one, or run the worker with --when-full revoke-oldest",
+                             status: atlasError?.httpStatus, ms: ms))
+        case .revokeOldest:
+            let oldest = live.min { $0.createdAt < $1.createdAt }!
+            try atlas.deleteSecret(orgId: job.orgId, clientId: job.clientId, secretId: oldest.id, credential: credential)
+            log.info("secret.revoked", ["job": "\(job.id)", "secret": oldest.id, "reason": "when-full revoke-oldest"])
+            let json = Self.revocationJSON([oldest.id], reason: "oldest secret (created \(oldest.createdAt)) revoked to make room (--when-full revoke-oldest)", action: "revoked")
+            guard try write({ conn throws(PGError) in try JobStore.recordRevocations(conn, fence, json: json) }) else {
+                return .done(.superseded)
+            }
+            return .revoked(oldest.id)
         }
     }
 
@@ -187,6 +222,7 @@ struct JobProcessor {
         switch error.code {
         case .rateLimited:
             let delay = error.retryAfter ?? config.throttleBackoff.delay(afterAttempt: 1, retryAfter: nil)
+            context.gate.close(job.orgId, for: delay)
             context.throttle(org: job.orgId, seconds: delay)
             log.info("job.throttled", ["job": "\(job.id)", "org": job.orgId, "retry_after": String(format: "%.1f", delay)])
             return end(fence, job, .giveBack(delay: delay, needsReconcile: job.needsReconcile, outcome: "throttled"),

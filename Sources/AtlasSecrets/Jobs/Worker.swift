@@ -12,6 +12,7 @@ final class WorkerContext: Sendable {
     let state: WorkerState
     let tokens: TokenProvider
     let owner: String
+    let gate = OrgGate()
 
     init(configuration: Worker.Configuration, pool: PGPool, credentials: CredentialStore, key: SecretKey,
          logger: Logger, state: WorkerState, tokens: TokenProvider, owner: String) {
@@ -285,7 +286,10 @@ public final class Worker: Sendable {
             var httpConfig = context.configuration.http
             httpConfig.abortSignal = context.state.abortTransfers
             let http = HTTPClient(configuration: httpConfig)
-            let atlas = AtlasClient(baseURL: context.configuration.baseURL, tokens: context.tokens, http: http)
+            let backoff = context.configuration.throttleBackoff
+            let atlas = PacedAtlas(
+                client: AtlasClient(baseURL: context.configuration.baseURL, tokens: context.tokens, http: http),
+                gate: context.gate, fallbackDelay: { backoff.delay(afterAttempt: 1, retryAfter: nil) })
             let processor = JobProcessor(context: context, atlas: atlas)
             while let job = context.state.next() {
                 processor.run(job)
