@@ -251,7 +251,6 @@ private func usageMessage(_ arguments: [String]) -> String? {
         #expect(text.contains("(default: fail)"))
         #expect(text.contains("(default: text)"))
         #expect(text.contains("(default: 30)"))
-        #expect(text.contains("(default: 5)"))
         #expect(!text.contains("(default: 16.0)"))
     }
 
