@@ -58,6 +58,8 @@ CREATE INDEX secret_jobs_claim ON secret_jobs (priority DESC, run_at, id) WHERE 
 CREATE INDEX secret_jobs_claim_by_batch_org ON secret_jobs (batch, org_id, priority DESC, run_at, id) WHERE state = 'queued';
 -- One job at a time per service account: a second running job for the same account is refused.
 CREATE UNIQUE INDEX secret_jobs_one_running_per_account ON secret_jobs (org_id, client_id) WHERE state = 'running';
+-- Jobs that must settle an unknown outcome before their account's other jobs may run.
+CREATE INDEX secret_jobs_unsettled ON secret_jobs (org_id, client_id) WHERE state = 'queued' AND needs_reconcile;
 -- Rescue of expired leases.
 CREATE INDEX secret_jobs_lease ON secret_jobs (lease_expires_at) WHERE state = 'running';
 -- list / status filters and rates.

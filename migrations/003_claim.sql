@@ -61,6 +61,11 @@ BEGIN
               AND j.state = 'queued' AND j.run_at <= now()
               AND NOT EXISTS (SELECT 1 FROM secret_jobs r
                               WHERE r.state = 'running' AND r.org_id = j.org_id AND r.client_id = j.client_id)
+              -- Another job of the account has an attempt whose outcome is unknown: it settles first,
+              -- so that a secret it finds unaccounted for can only be its own.
+              AND NOT EXISTS (SELECT 1 FROM secret_jobs u
+                              WHERE u.state = 'queued' AND u.needs_reconcile AND u.id <> j.id
+                                AND u.org_id = j.org_id AND u.client_id = j.client_id)
             ORDER BY j.priority DESC, j.run_at, j.id
             LIMIT v_per_pair
             FOR UPDATE OF j SKIP LOCKED

@@ -27,38 +27,35 @@ struct JobProcessor {
                        detail: "no credential for organization \(job.orgId): add it to the credentials file (--credentials or ATLAS_SECRETS_CREDENTIALS_FILE)",
                        status: nil, ms: elapsedMs())
         }
-        var snapshot: [ServiceAccountSecret]? = nil
         do {
-            var known = job.knownSecretIds
-            // 1. A previous attempt's outcome is unknown: settle it before anything else.
-            if job.needsReconcile, let knownIds = known {
+            // 1. What the account holds right before this attempt's create, so that a secret the
+            //    create makes without our seeing it can be told apart. A previous attempt whose
+            //    outcome is unknown is settled first (its secret revoked), and that read serves.
+            //    No other job of the account runs meanwhile (one running job per account, and a
+            //    job with an unsettled attempt blocks its account's other jobs in the claim).
+            var live: [ServiceAccountSecret]
+            if job.needsReconcile, let knownIds = job.knownSecretIds {
                 guard let settled = try reconcile(fence, job, credential, known: knownIds) else { return .superseded }
-                known = settled
+                live = settled
+            } else {
+                live = try atlas.getServiceAccount(orgId: job.orgId, clientId: job.clientId, credential: credential).secrets ?? []
             }
             if fence.attempt > job.maxAttempts {
                 return end(fence, job, .fail, code: job.lastErrorCode ?? "MAX_ATTEMPTS",
                            detail: "gave up after \(job.maxAttempts) attempts; last error: \(job.lastErrorDetail ?? "none")",
                            status: job.lastHTTPStatus, ms: elapsedMs())
             }
-            // 2. Before the first create: what the account holds, so that a lost attempt's secret can be told apart.
-            if known == nil {
-                let account = try atlas.getServiceAccount(orgId: job.orgId, clientId: job.clientId, credential: credential)
-                var live = account.secrets ?? []
-                if live.count >= Self.maxSecretsPerAccount {
-                    switch try makeRoom(fence, job, credential, live: live, atlasError: nil, ms: elapsedMs()) {
-                    case .done(let outcome): return outcome
-                    case .revoked(let id): live.removeAll { $0.id == id }
-                    }
+            if live.count >= Self.maxSecretsPerAccount {
+                switch try makeRoom(fence, job, credential, live: live, atlasError: nil, ms: elapsedMs()) {
+                case .done(let outcome): return outcome
+                case .revoked(let id): live.removeAll { $0.id == id }
                 }
-                snapshot = live
-                let ids = live.map(\.id)
-                guard try write({ conn throws(PGError) in try JobStore.recordKnownSecrets(conn, fence, ids: ids) }) else {
-                    return superseded(fence, job, detail: "lease lost before the create")
-                }
-                known = ids
             }
-            // 3. The create: recorded as started first, so a crash leaves a trace to reconcile.
-            guard try write({ conn throws(PGError) in try JobStore.recordAttemptStarted(conn, fence) }) else {
+            let snapshot = live
+            let known = live.map(\.id)
+            // 2. The create, recorded as started first with the snapshot, so that a crash leaves a
+            //    trace to reconcile.
+            guard try write({ conn throws(PGError) in try JobStore.recordAttemptStarted(conn, fence, knownSecretIds: known) }) else {
                 return superseded(fence, job, detail: "lease lost before the create")
             }
             let created: ServiceAccountSecret
@@ -86,7 +83,7 @@ struct JobProcessor {
                 log.warning("job.ambiguous", ["job": "\(job.id)", "attempt": "\(fence.attempt)", "error": error.description])
                 var reconciled = false
                 do {
-                    reconciled = try reconcile(fence, job, credential, known: known ?? []) != nil
+                    reconciled = try reconcile(fence, job, credential, known: known) != nil
                 } catch {
                     log.warning("job.reconcile_failed", ["job": "\(job.id)", "error": "\(error)"])
                 }
@@ -184,14 +181,25 @@ struct JobProcessor {
         return .superseded
     }
 
-    /// Reads the account and deals with secrets this job created but never received: they are
-    /// the account's live secrets that are not in `known`. Revokes (or keeps) them by policy and
-    /// records that on the job. Returns the new known set, or nil when superseded.
-    private func reconcile(_ fence: JobFence, _ job: Job, _ credential: AtlasCredential, known: [String]) throws -> [String]? {
-        let account = try atlas.getServiceAccount(orgId: job.orgId, clientId: job.clientId, credential: credential)
-        let live = (account.secrets ?? []).map(\.id)
-        let orphans = live.filter { !known.contains($0) }
-        var nowKnown = known.filter { live.contains($0) }
+    /// Reads the account and deals with secrets this job created but never received: the
+    /// account's live secrets that are not in `known` (what it held right before the lost create)
+    /// and that no other job holds as its result. Revokes (or keeps) them by policy, records that
+    /// on the job, and marks the outcome settled. Returns the account's live secrets afterwards,
+    /// or nil when superseded.
+    private func reconcile(_ fence: JobFence, _ job: Job, _ credential: AtlasCredential, known: [String]) throws -> [ServiceAccountSecret]? {
+        var live = try atlas.getServiceAccount(orgId: job.orgId, clientId: job.clientId, credential: credential).secrets ?? []
+        var orphans = live.map(\.id).filter { !known.contains($0) }
+        if !orphans.isEmpty {
+            // Defence in depth: never touch a secret that another job delivered.
+            let candidates = orphans
+            let owned = try pool.withRetryingConnection(deadline: config.resultWriteDeadline) { conn in
+                Set(try conn.query("""
+                    SELECT secret_id FROM secret_jobs
+                    WHERE org_id = \(job.orgId) AND client_id = \(job.clientId) AND secret_id = ANY(\(candidates)) AND id <> \(job.id)
+                    """).rows.map { row throws(PGError) in try row["secret_id"].string() })
+            }
+            orphans.removeAll { owned.contains($0) }
+        }
         if !orphans.isEmpty {
             let action: String
             if config.orphanPolicy == .revoke {
@@ -204,17 +212,18 @@ struct JobProcessor {
                     }
                     log.info("secret.revoked", ["job": "\(job.id)", "secret": id, "reason": "created by an attempt whose response was lost"])
                 }
+                live.removeAll { orphans.contains($0.id) }
                 action = "revoked"
             } else {
-                nowKnown += orphans
                 action = "kept"
                 log.warning("secret.orphan_kept", ["job": "\(job.id)", "secrets": orphans.joined(separator: ",")])
             }
             let json = Self.revocationJSON(orphans, reason: "created by an attempt whose response was lost", action: action)
             guard try write({ conn throws(PGError) in try JobStore.recordRevocations(conn, fence, json: json) }) else { return nil }
         }
-        guard try write({ conn throws(PGError) in try JobStore.recordKnownSecrets(conn, fence, ids: nowKnown) }) else { return nil }
-        return nowKnown
+        let ids = live.map(\.id)
+        guard try write({ conn throws(PGError) in try JobStore.recordKnownSecrets(conn, fence, ids: ids) }) else { return nil }
+        return live
     }
 
     /// Classifies an Atlas failure into the job's next state.

@@ -71,11 +71,15 @@ public enum JobStore {
         "j.id = \(f.jobId) AND j.attempts = \(f.attempt) AND j.lease_owner = \(f.owner) AND j.state = 'running'"
     }
 
-    /// Records that the attempt is about to call Atlas (so a crash leaves a trace to reconcile).
-    /// False when the attempt is superseded.
-    public static func recordAttemptStarted(_ conn: PGConnection, _ f: JobFence) throws(PGError) -> Bool {
+    /// Records that the attempt is about to call Atlas (so a crash leaves a trace to reconcile),
+    /// with the account's secret ids as seen before the job's first create when given (one
+    /// statement, one commit). False when the attempt is superseded.
+    public static func recordAttemptStarted(_ conn: PGConnection, _ f: JobFence, knownSecretIds: [String]? = nil) throws(PGError) -> Bool {
+        let job: PGQuery = knownSecretIds.map { ids in
+            "UPDATE secret_jobs j SET known_secret_ids = \(ids), updated_at = now() WHERE \(fenced(f)) RETURNING j.id"
+        } ?? "SELECT j.id FROM secret_jobs j WHERE \(fenced(f))"
         let q: PGQuery = """
-            WITH j AS (SELECT j.id FROM secret_jobs j WHERE \(fenced(f)))
+            WITH j AS (\(job))
             INSERT INTO secret_job_attempts (job_id, attempt, owner)
             SELECT id, \(f.attempt), \(f.owner) FROM j
             """

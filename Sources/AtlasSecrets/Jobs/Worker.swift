@@ -92,7 +92,7 @@ public final class Worker: Sendable {
         /// The claimer polls this often even without a notification (a missed NOTIFY costs at most this).
         public var pollInterval: Double = 1
         /// Database connections for lanes' writes and heartbeats.
-        public var poolSize: Int = 3
+        public var poolSize: Int = 4
         /// How long a result write is retried across lost database connections.
         public var resultWriteDeadline: Double = 300
         /// Creates go on a fresh connection: libcurl silently resends a request whose kept-alive
