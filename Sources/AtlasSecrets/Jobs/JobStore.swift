@@ -130,6 +130,7 @@ public enum JobStore {
                 SET finished_at = now(), outcome = 'succeeded', http_status = \(s.httpStatus),
                     duration_ms = \(s.durationMs), secret_id = \(s.secretId)
                 FROM done WHERE a.job_id = done.id AND a.attempt = \(f.attempt) AND a.owner = \(f.owner)
+                  AND a.finished_at IS NULL
             )
             SELECT (SELECT count(*) FROM done) AS written,
                    (SELECT count(*) FROM secret_jobs WHERE id = \(f.jobId) AND state = 'succeeded'
