@@ -40,6 +40,22 @@ extension EndToEnd {
             #expect(job.revokedSecrets.map { $0["id"] } == [orphan.id])
         }
 
+        @Test func aFailedAccountReadSpendsAnAttemptThatTheHistoryShows() throws {
+            let h = try Harness("e2e_get500", orgs: 1, accountsPerOrg: 1)
+            defer { h.close() }
+            // The read of the account before the first create answers 503 once.
+            try h.faults(#"[{"method": "GET", "pathContains": "/serviceAccounts/", "status": 503, "times": 1}]"#)
+            let id = try oneJob(h)
+            try h.drain()
+
+            let job = try h.showJob(id)
+            #expect(job.state == "succeeded")
+            #expect(job.attempts == 2)
+            #expect(job.history?.map(\.outcome) == ["retry", "succeeded"])
+            #expect(job.history?.map(\.httpStatus) == [503, 201])
+            #expect(try h.state().counters.secretsCreated == 1)
+        }
+
         @Test func aFourHundredFailsAtOnceKeepingAtlasErrorCodeAndDetail() throws {
             let h = try Harness("e2e_400", orgs: 1, accountsPerOrg: 1)
             defer { h.close() }
