@@ -152,13 +152,7 @@ struct JobProcessor {
     /// Reads the account and deals with secrets this job created but never received: they are
     /// the account's live secrets that are not in `known`. Revokes (or keeps) them by policy and
     /// records that on the job. Returns the new known set, or nil when superseded.
-    private func reconcile(_ fence: JobFence, _ job: Job, _ credential: AtlasCredential, known jobKnown: [String]) throws -> [String]? {
-        // The job's snapshot may predate secrets that other jobs of this account created between
-        // its attempts: those are theirs, never orphans of this job.
-        let others = try pool.withRetryingConnection(deadline: config.resultWriteDeadline) { conn in
-            try JobStore.otherJobsSecretIds(conn, orgId: job.orgId, clientId: job.clientId, excluding: job.id)
-        }
-        let known = jobKnown + others.filter { !jobKnown.contains($0) }
+    private func reconcile(_ fence: JobFence, _ job: Job, _ credential: AtlasCredential, known: [String]) throws -> [String]? {
         let account = try atlas.getServiceAccount(orgId: job.orgId, clientId: job.clientId, credential: credential)
         let live = (account.secrets ?? []).map(\.id)
         let orphans = live.filter { !known.contains($0) }

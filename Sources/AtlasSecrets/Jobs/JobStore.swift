@@ -88,16 +88,6 @@ public enum JobStore {
         return try conn.execute(q) == 1
     }
 
-    /// The secret ids other jobs of the same service account stored: a reconciliation must never
-    /// take them for its own job's lost secrets.
-    public static func otherJobsSecretIds(_ conn: PGConnection, orgId: String, clientId: String, excluding jobId: Int64) throws(PGError) -> [String] {
-        let q: PGQuery = """
-            SELECT secret_id FROM secret_jobs
-            WHERE org_id = \(orgId) AND client_id = \(clientId) AND id <> \(jobId) AND secret_id IS NOT NULL
-            """
-        return try conn.query(q).rows.map { row throws(PGError) in try row["secret_id"].string() }
-    }
-
     /// Appends revoked (or kept) secrets to the job's record. False when superseded.
     public static func recordRevocations(_ conn: PGConnection, _ f: JobFence, json: String) throws(PGError) -> Bool {
         let q: PGQuery = """
