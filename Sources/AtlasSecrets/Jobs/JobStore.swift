@@ -137,6 +137,7 @@ public enum JobStore {
                 SET finished_at = now(), outcome = 'succeeded', http_status = \(s.httpStatus),
                     duration_ms = \(s.durationMs), secret_id = \(s.secretId)
                 FROM done WHERE a.job_id = done.id AND a.attempt = \(f.attempt) AND a.owner = \(f.owner)
+                  AND a.finished_at IS NULL
             )
             SELECT (SELECT count(*) FROM done) AS written,
                    (SELECT count(*) FROM secret_jobs WHERE id = \(f.jobId) AND state = 'succeeded'
@@ -165,6 +166,7 @@ public enum JobStore {
     ) throws(PGError) -> Bool {
         let outcome: String
         let set: PGQuery
+        var spendsAttempt = true
         switch ending {
         case .retry(let delay, let reconcile):
             outcome = "retry"
@@ -174,6 +176,7 @@ public enum JobStore {
                 """
         case .giveBack(let delay, let reconcile, let why):
             outcome = why
+            spendsAttempt = false
             set = """
                 state = 'queued', run_at = now() + make_interval(secs => \(delay)), lease_owner = NULL,
                 lease_expires_at = NULL, needs_reconcile = \(reconcile), attempts = j.attempts - 1
@@ -195,6 +198,13 @@ public enum JobStore {
                     error_code = \(errorCode), detail = \(detail), duration_ms = \(durationMs)
                 FROM ended WHERE a.job_id = ended.id AND a.attempt = \(f.attempt) AND a.owner = \(f.owner)
                   AND a.finished_at IS NULL
+                RETURNING a.id
+            ), before_create AS (
+                -- An attempt spent before its create (no credential, the account read failed) has
+                -- no history row yet: add one, so that every spent attempt is in the history.
+                INSERT INTO secret_job_attempts (job_id, attempt, owner, finished_at, outcome, http_status, error_code, detail, duration_ms)
+                SELECT ended.id, \(f.attempt), \(f.owner), now(), \(outcome), \(httpStatus), \(errorCode), \(detail), \(durationMs)
+                FROM ended WHERE \(spendsAttempt) AND NOT EXISTS (SELECT 1 FROM history)
             )
             SELECT count(*) AS n FROM ended
             """
