@@ -46,8 +46,8 @@ import Testing
         #expect(state.counters.earlyRequests.values.reduce(0, +) == 0, "early: \(state.counters.earlyRequests)")
         let rejected = state.counters.rejected429
         #expect(rejected.values.reduce(0, +) >= 1)
-        // Few rejections: each org needs 8 calls beyond its bucket; a storm would be dozens.
-        #expect(rejected.values.allSatisfy { $0 <= 8 }, "rejected: \(rejected)")
+        // About one rejection per throttle window (~4 windows of 1 s); a storm would be dozens.
+        #expect(rejected.values.allSatisfy { $0 <= 6 }, "rejected: \(rejected)")
         // One secret per job, no duplicates, no orphans.
         #expect(state.counters.secretsCreated == 10)
         #expect(Set(jobs.compactMap(\.secretId)).count == 10)
