@@ -26,7 +26,10 @@ final class OrgGate: Sendable {
     }
 
     /// Blocks the calling lane until the org may be called; the caller must `finish` the call.
-    func admit(_ org: String) {
+    /// With `holdAtMost`, returns instead (the seconds until the org reopens, not admitted) when
+    /// the org is closed for longer than that: the lane can give its job back and take another.
+    @discardableResult
+    func admit(_ org: String, holdAtMost: Double = .infinity) -> Double? {
         orgs.lock()
         defer { orgs.unlock() }
         while true {
@@ -34,7 +37,9 @@ final class OrgGate: Sendable {
             if let until = o.closedUntil {
                 let wait = until - ContinuousClock.now
                 if wait > .zero {
-                    orgs.wait(seconds: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+                    let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+                    if seconds > holdAtMost { return seconds }
+                    orgs.wait(seconds: seconds)
                     continue
                 }
                 o.closedUntil = nil
@@ -49,7 +54,7 @@ final class OrgGate: Sendable {
                 o.inFlight += 1
                 if let a = o.allowance { o.allowance = a - 1 }
                 orgs.value[org] = o
-                return
+                return nil
             }
             orgs.value[org] = o
             orgs.wait(seconds: 1)
@@ -77,6 +82,18 @@ final class OrgGate: Sendable {
         orgs.broadcast()
     }
 
+    /// Seconds until the next org closed by this process reopens (nil: none closed), counting
+    /// orgs that reopened up to `grace` seconds ago as 0: the claimer wakes then, instead of at
+    /// its next poll, to claim the jobs given back while the org was closed.
+    func secondsUntilNextReopen(grace: Double = 0.2) -> Double? {
+        let now = ContinuousClock.now
+        let next = orgs.withLock { map in
+            map.values.compactMap(\.closedUntil).filter { $0 > now - .milliseconds(Int(grace * 1000)) }.min()
+        }
+        guard let next else { return nil }
+        let wait = next - now
+        return max(0, Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+    }
 }
 
 /// One org's admission state.
@@ -117,9 +134,17 @@ struct PacedAtlas {
     let client: AtlasClient
     let gate: OrgGate
     let fallbackDelay: @Sendable () -> Double
+    /// Reads and creates wait this long at most for a closed org; deletes (revocations) always wait.
+    static let giveBackAfter = 0.05
 
-    private func paced<T>(_ org: String, _ body: () throws(AtlasError) -> T) throws(AtlasError) -> T {
-        gate.admit(org)
+    /// `giveBackAfter`: when the org stays closed longer than this, throw a throttle (the job goes
+    /// back to the queue, no attempt spent) instead of holding the lane: a lane asleep on one
+    /// throttled org is a lane lost to every other org.
+    private func paced<T>(_ org: String, giveBackAfter: Double = .infinity, _ body: () throws(AtlasError) -> T) throws(AtlasError) -> T {
+        if let wait = gate.admit(org, holdAtMost: giveBackAfter) {
+            throw AtlasError(code: .rateLimited, operation: "call to organization \(org)",
+                             message: "the organization is throttled for another \(String(format: "%.2f", wait)) s", retryAfter: wait, isAmbiguous: false)
+        }
         do {
             let result = try body()
             gate.finish(org, answered: true, remaining: client.lastRateLimitRemaining, throttledFor: nil)
@@ -135,11 +160,11 @@ struct PacedAtlas {
     }
 
     func getServiceAccount(orgId: String, clientId: String, credential: AtlasCredential) throws(AtlasError) -> OrgServiceAccount {
-        try paced(orgId) { () throws(AtlasError) in try client.getServiceAccount(orgId: orgId, clientId: clientId, credential: credential) }
+        try paced(orgId, giveBackAfter: Self.giveBackAfter) { () throws(AtlasError) in try client.getServiceAccount(orgId: orgId, clientId: clientId, credential: credential) }
     }
 
     func createSecret(orgId: String, clientId: String, expiresAfterHours: Int, credential: AtlasCredential) throws(AtlasError) -> ServiceAccountSecret {
-        try paced(orgId) { () throws(AtlasError) in
+        try paced(orgId, giveBackAfter: Self.giveBackAfter) { () throws(AtlasError) in
             try client.createSecret(orgId: orgId, clientId: clientId, expiresAfterHours: expiresAfterHours, credential: credential)
         }
     }
