@@ -12,6 +12,8 @@ public final class AtlasClient {
     public let tokens: TokenProvider
     public let http: HTTPClient
     private var digestSessions: [String: DigestSession] = [:]
+    /// `RateLimit-Remaining` of the last API response (nil: absent, or no response), for pacing.
+    public private(set) var lastRateLimitRemaining: Int?
 
     /// A client for `baseURL` (`https://cloud.mongodb.com`; a trailing `/` is tolerated).
     public init(baseURL: String, tokens: TokenProvider, http: HTTPClient) {
@@ -79,12 +81,14 @@ public final class AtlasClient {
         var request = HTTPRequest(method: method, url: baseURL + path, headers: [("Accept", atlasMediaType)], body: body)
         if body != nil { request.headers.append(("Content-Type", atlasMediaType)) }
         let response: HTTPResponse
+        lastRateLimitRemaining = nil
         switch credential {
         case .serviceAccount(let clientId, let secret):
             response = try sendBearer(request, clientId: clientId, secret: secret, operation: operation)
         case .apiKey(let publicKey, let privateKey):
             response = try sendDigest(request, path: path, publicKey: publicKey, privateKey: privateKey, operation: operation)
         }
+        lastRateLimitRemaining = response.header("RateLimit-Remaining").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         if response.status == 401 || response.status == 403 {
             var error = AtlasResponse.error(response, operation: operation, isAmbiguous: false)
             if error.code != .rateLimited { error.code = .authentication }

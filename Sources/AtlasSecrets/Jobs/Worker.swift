@@ -253,7 +253,9 @@ public final class Worker: Sendable {
                         break
                     }
                 }
-                _ = state.wake.wait(timeout: .now() + pollInterval)
+                // Jobs given back while their org was closed are due when it reopens: wake then.
+                let reopen = context.gate.secondsUntilNextReopen().map { $0 + 0.03 } ?? pollInterval
+                _ = state.wake.wait(timeout: .now() + max(0.01, min(pollInterval, reopen)))
             } catch {
                 failures += 1
                 conn?.close()
