@@ -20,11 +20,11 @@ import Testing
 
         let worker = try h.startWorker(["--concurrency", "8", "--lease", "5"])
         defer { worker.stop() }
-        var small = try h.statusJSON(batch: "small")
-        var big = try h.statusJSON(batch: "big")
+        var small = try h.status(["--batch", "small"])
+        var big = try h.status(["--batch", "big"])
         let done = try eventually(timeout: 30) {
-            small = try h.statusJSON(batch: "small")
-            big = try h.statusJSON(batch: "big")
+            small = try h.status(["--batch", "small"])
+            big = try h.status(["--batch", "big"])
             return small.counts.succeeded == 10
         }
         #expect(done, "small batch: \(small.counts)")
@@ -85,7 +85,7 @@ import Testing
         // All four are up (listening) before the jobs arrive, so each gets a share of every org.
         #expect(try eventually(timeout: 15) { workers.allSatisfy { $0.stderr.contains("worker.started") } })
         try h.enqueue(h.accounts.map { OrgsRequest(org: $0.org, client: $0.client) }, batch: "k")
-        #expect(try eventually(timeout: 60) { try h.statusJSON(batch: "k").counts.succeeded == 48 })
+        #expect(try eventually(timeout: 60) { try h.status(["--batch", "k"]).counts.succeeded == 48 })
         for w in workers { w.signal(SIGTERM) }
         for w in workers { #expect(w.wait(timeout: 30) == 0) }
 

@@ -84,7 +84,7 @@ import Testing
             }
         }
         #expect(jobs.filter { $0.state == "succeeded" }.count == 6)
-        let status = try h.statusJSON(batch: "p")
+        let status = try h.status(["--batch", "p"])
         let paused = try #require(status.org(revoked))
         #expect(paused.counts.queued == 3)
         #expect(paused.pausedReason?.contains("credential refused") == true, "reason: \(paused.pausedReason ?? "none")")

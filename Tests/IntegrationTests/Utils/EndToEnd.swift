@@ -29,12 +29,14 @@ struct JobJSON: Decodable {
     var maxAttempts: Int
     var runAt: String
     var secretId: String?
+    var secretCreatedAt: String?
     var maskedSecret: String?
     var lastErrorCode: String?
     var lastErrorDetail: String?
     var lastHttpStatus: Int?
     var needsReconcile: Bool
     var revokedSecrets: [[String: String]]
+    var shortenedSecrets: [[String: String]]
     var history: [Attempt]?
 }
 
@@ -46,6 +48,8 @@ struct StatusJSON: Decodable {
     struct Org: Decodable {
         var orgId: String
         var counts: Counts
+        var throttledUntil: String?
+        var pausedReason: String?
     }
     struct ErrorCount: Decodable {
         var code: String
@@ -54,6 +58,8 @@ struct StatusJSON: Decodable {
     var counts: Counts
     var orgs: [Org]
     var topErrors: [ErrorCount]
+
+    func org(_ id: String) -> Org? { orgs.first { $0.orgId == id } }
 }
 
 /// Dates as the CLI's JSON prints them (ISO 8601, milliseconds).
