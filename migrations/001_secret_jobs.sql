@@ -32,6 +32,7 @@ CREATE TABLE secret_jobs (
     last_http_status    integer,
     -- no duplicate secret: what the account held before this job's create, and what it revoked
     known_secret_ids    text[],
+    known_secrets_attempt integer,                   -- the attempt that read known_secret_ids
     needs_reconcile     boolean NOT NULL DEFAULT false,
     revoked_secrets     jsonb NOT NULL DEFAULT '[]',
     shortened_secrets   jsonb NOT NULL DEFAULT '[]',
@@ -58,6 +59,8 @@ CREATE INDEX secret_jobs_claim ON secret_jobs (priority DESC, run_at, id) WHERE 
 CREATE INDEX secret_jobs_claim_by_batch_org ON secret_jobs (batch, org_id, priority DESC, run_at, id) WHERE state = 'queued';
 -- One job at a time per service account: a second running job for the same account is refused.
 CREATE UNIQUE INDEX secret_jobs_one_running_per_account ON secret_jobs (org_id, client_id) WHERE state = 'running';
+-- A service account's jobs (reconciliation checks what the others hold).
+CREATE INDEX secret_jobs_account ON secret_jobs (org_id, client_id);
 -- Jobs that must settle an unknown outcome before their account's other jobs may run.
 CREATE INDEX secret_jobs_unsettled ON secret_jobs (org_id, client_id) WHERE state = 'queued' AND needs_reconcile;
 -- Rescue of expired leases.
@@ -76,7 +79,8 @@ CREATE TABLE secret_job_attempts (
     owner        text NOT NULL,
     started_at   timestamptz NOT NULL DEFAULT now(),
     finished_at  timestamptz,
-    -- started | succeeded | retry | failed | throttled | released | superseded | lease_expired
+    -- started | succeeded | retry | failed | throttled | deferred | paused | released | made_room
+    -- | superseded | lease_expired
     outcome      text NOT NULL DEFAULT 'started',
     http_status  integer,
     error_code   text,

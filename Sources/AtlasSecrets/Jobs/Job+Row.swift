@@ -6,7 +6,7 @@ extension Job {
         id, org_id, client_id, expires_after_hours, idempotency_key, batch, priority, state, attempts, \
         max_attempts, run_at, lease_owner, lease_expires_at, created_at, updated_at, started_at, \
         finished_at, secret_id, secret_created_at, secret_expires_at, masked_secret, secret_key_id, \
-        last_error_code, last_error_detail, last_http_status, known_secret_ids, needs_reconcile, \
+        last_error_code, last_error_detail, last_http_status, known_secret_ids, known_secrets_attempt, needs_reconcile, \
         revoked_secrets::text AS revoked_secrets, shortened_secrets::text AS shortened_secrets, orphan_policy
         """
 
@@ -43,6 +43,7 @@ extension Job {
             lastErrorDetail: try row["last_error_detail"].optionalString(),
             lastHTTPStatus: try row["last_http_status"].optionalInt(),
             knownSecretIds: row["known_secret_ids"].isNull ? nil : try row["known_secret_ids"].stringArray(),
+            knownSecretsAttempt: try row["known_secrets_attempt"].optionalInt(),
             needsReconcile: try row["needs_reconcile"].bool(),
             revokedSecrets: try row["revoked_secrets"].string(),
             shortenedSecrets: try row["shortened_secrets"].string(),

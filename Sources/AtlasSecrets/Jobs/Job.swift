@@ -28,6 +28,9 @@ public struct Job: Sendable, Equatable {
     public var lastErrorDetail: String?
     public var lastHTTPStatus: Int?
     public var knownSecretIds: [String]?
+    /// The attempt that read `knownSecretIds`: equal to `attempts` when the tries since were given
+    /// back (throttled), so the read still stands.
+    public var knownSecretsAttempt: Int?
     public var needsReconcile: Bool
     /// JSON array text: `[{"id", "reason", "action", "at"}]`.
     public var revokedSecrets: String

@@ -33,26 +33,34 @@ struct JobProcessor {
             //    outcome is unknown is settled first (its secret revoked), and that read serves.
             //    No other job of the account runs meanwhile (one running job per account, and a
             //    job with an unsettled attempt blocks its account's other jobs in the claim).
-            var live: [ServiceAccountSecret]
+            //    A try given back before its create (throttled: same attempt number) keeps the read
+            //    it made, so that a throttled org is not asked twice per try.
+            var snapshot: [ServiceAccountSecret]? = nil
+            var known: [String]
             if job.needsReconcile, let knownIds = job.knownSecretIds {
                 guard let settled = try reconcile(fence, job, credential, known: knownIds) else { return .superseded }
-                live = settled
+                snapshot = settled
+                known = settled.map(\.id)
+            } else if let knownIds = job.knownSecretIds, job.knownSecretsAttempt == fence.attempt,
+                      knownIds.count < Self.maxSecretsPerAccount {
+                known = knownIds
             } else {
-                live = try atlas.getServiceAccount(orgId: job.orgId, clientId: job.clientId, credential: credential).secrets ?? []
+                snapshot = try atlas.getServiceAccount(orgId: job.orgId, clientId: job.clientId, credential: credential).secrets ?? []
+                known = snapshot!.map(\.id)
             }
             if fence.attempt > job.maxAttempts {
                 return end(fence, job, .fail, code: job.lastErrorCode ?? "MAX_ATTEMPTS",
                            detail: "gave up after \(job.maxAttempts) attempts; last error: \(job.lastErrorDetail ?? "none")",
                            status: job.lastHTTPStatus, ms: elapsedMs())
             }
-            if live.count >= Self.maxSecretsPerAccount {
+            if let live = snapshot, live.count >= Self.maxSecretsPerAccount {
                 switch try makeRoom(fence, job, credential, live: live, atlasError: nil, ms: elapsedMs()) {
                 case .done(let outcome): return outcome
-                case .revoked(let id): live.removeAll { $0.id == id }
+                case .revoked(let id):
+                    snapshot = live.filter { $0.id != id }
+                    known.removeAll { $0 == id }
                 }
             }
-            let snapshot = live
-            let known = live.map(\.id)
             // 2. The create, recorded as started first with the snapshot, so that a crash leaves a
             //    trace to reconcile.
             guard try write({ conn throws(PGError) in try JobStore.recordAttemptStarted(conn, fence, knownSecretIds: known) }) else {
@@ -190,13 +198,18 @@ struct JobProcessor {
         var live = try atlas.getServiceAccount(orgId: job.orgId, clientId: job.clientId, credential: credential).secrets ?? []
         var orphans = live.map(\.id).filter { !known.contains($0) }
         if !orphans.isEmpty {
-            // Defence in depth: never touch a secret that another job delivered.
+            // Defence in depth: never touch a secret that another job delivered, or kept by policy.
             let candidates = orphans
             let owned = try pool.withRetryingConnection(deadline: config.resultWriteDeadline) { conn in
                 Set(try conn.query("""
-                    SELECT secret_id FROM secret_jobs
-                    WHERE org_id = \(job.orgId) AND client_id = \(job.clientId) AND secret_id = ANY(\(candidates)) AND id <> \(job.id)
-                    """).rows.map { row throws(PGError) in try row["secret_id"].string() })
+                    SELECT o.secret_id AS id FROM secret_jobs o
+                    WHERE o.org_id = \(job.orgId) AND o.client_id = \(job.clientId) AND o.id <> \(job.id)
+                      AND o.secret_id = ANY(\(candidates))
+                    UNION
+                    SELECT r->>'id' FROM secret_jobs o, jsonb_array_elements(o.revoked_secrets) r
+                    WHERE o.org_id = \(job.orgId) AND o.client_id = \(job.clientId) AND o.id <> \(job.id)
+                      AND r->>'action' = 'kept' AND r->>'id' = ANY(\(candidates))
+                    """).rows.map { row throws(PGError) in try row["id"].string() })
             }
             orphans.removeAll { owned.contains($0) }
         }
@@ -229,6 +242,12 @@ struct JobProcessor {
     /// Classifies an Atlas failure into the job's next state.
     private func handle(_ error: AtlasError, _ fence: JobFence, _ job: Job, ms: Int) -> WorkerState.Outcome {
         switch error.code {
+        case .rateLimited where error.httpStatus == nil:
+            // Held back by this process's gate (the org is throttled): nothing was sent.
+            let delay = error.retryAfter ?? 0
+            log.debug("job.deferred", ["job": "\(job.id)", "org": job.orgId, "retry_after": String(format: "%.2f", delay)])
+            return end(fence, job, .giveBack(delay: delay, needsReconcile: job.needsReconcile, outcome: "deferred"),
+                       code: "ORG_THROTTLED", detail: error.description, status: nil, ms: ms)
         case .rateLimited:
             let delay = error.retryAfter ?? config.throttleBackoff.delay(afterAttempt: 1, retryAfter: nil)
             context.gate.close(job.orgId, for: delay)

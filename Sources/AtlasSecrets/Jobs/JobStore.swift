@@ -76,7 +76,7 @@ public enum JobStore {
     /// statement, one commit). False when the attempt is superseded.
     public static func recordAttemptStarted(_ conn: PGConnection, _ f: JobFence, knownSecretIds: [String]? = nil) throws(PGError) -> Bool {
         let job: PGQuery = knownSecretIds.map { ids in
-            "UPDATE secret_jobs j SET known_secret_ids = \(ids), updated_at = now() WHERE \(fenced(f)) RETURNING j.id"
+            "UPDATE secret_jobs j SET known_secret_ids = \(ids), known_secrets_attempt = j.attempts, updated_at = now() WHERE \(fenced(f)) RETURNING j.id"
         } ?? "SELECT j.id FROM secret_jobs j WHERE \(fenced(f))"
         let q: PGQuery = """
             WITH j AS (\(job))
@@ -89,7 +89,8 @@ public enum JobStore {
     /// Stores the account's secret ids as this job saw them before its create. False when superseded.
     public static func recordKnownSecrets(_ conn: PGConnection, _ f: JobFence, ids: [String], needsReconcile: Bool = false) throws(PGError) -> Bool {
         let q: PGQuery = """
-            UPDATE secret_jobs j SET known_secret_ids = \(ids), needs_reconcile = \(needsReconcile), updated_at = now()
+            UPDATE secret_jobs j SET known_secret_ids = \(ids), known_secrets_attempt = j.attempts,
+                needs_reconcile = \(needsReconcile), updated_at = now()
             WHERE \(fenced(f))
             """
         return try conn.execute(q) == 1
