@@ -121,6 +121,10 @@ struct JobProcessor {
         let success = JobStore.Success(
             secretId: created.id, createdAt: createdAt, expiresAt: expiresAt, maskedSecret: masked,
             ciphertext: sealed, keyId: context.key.id, shortenedJSON: Self.json(shortened), httpStatus: 201, durationMs: ms)
+        if let pause = TestHooks.pauseBeforeResult {
+            log.warning("test_hook.pause_before_result", ["job": "\(job.id)", "attempt": "\(fence.attempt)", "secret": created.id])
+            Thread.sleep(forTimeInterval: pause)
+        }
         let written: Bool
         do {
             written = try write { conn throws(PGError) in try JobStore.complete(conn, fence, success) }
