@@ -71,9 +71,9 @@ while kill -0 "$worker_pid" 2>/dev/null; do
     fds=$(ls "/proc/$worker_pid/fd" 2>/dev/null | wc -l)
     [ -n "$rss" ] || break
     done_n=$(psql -qXtA "$DATABASE_URL" -c "SELECT coalesce(sum(n), 0) FROM secret_job_counts WHERE state IN ('succeeded', 'failed')")
-    t=$(echo "$(date +%s.%N) - $started" | bc)
-    echo "${t%.*},$done_n,$rss,$threads,$fds" >>"$RUN/samples.csv"
-    printf '%8s %8s %10.1f %8s %5s\n' "${t%.*}" "$done_n" "$(echo "$rss / 1024" | bc -l)" "$threads" "$fds"
+    t=$(printf '%.0f' "$(echo "$(date +%s.%N) - $started" | bc)")
+    echo "$t,$done_n,$rss,$threads,$fds" >>"$RUN/samples.csv"
+    printf '%8s %8s %10.1f %8s %5s\n' "$t" "$done_n" "$(echo "$rss / 1024" | bc -l)" "$threads" "$fds"
     sleep "$INTERVAL"
 done
 wait "$worker_pid" && rc=0 || rc=$?
