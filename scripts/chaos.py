@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Invariant check for scripts/chaos.sh (standard library only; reads the database with psql).
 
-Usage: chaos.py DATABASE_URL SIM_BASE_URL EXPECTED_JOBS [REVEAL_CMD...]
+Usage: chaos.py DATABASE_URL SIM_BASE_URL EXPECTED_JOBS CREDENTIALS_FILE [REVEAL_CMD...]
 
 Checks, after the workers stopped:
   lost       jobs enqueued but missing, or not in a terminal state (queued or running)   = 0
   stuck      jobs still `running` (a lease nobody renews or rescues)                    = 0
   duplicate  per job account: live secrets other than the job's own secret_id           = 0
-  unowned    live secrets in job accounts that no job owns (org credential accounts
-             excluded: they hold the workers' own OAuth secrets)                         = 0
+  unowned    live secrets that no job owns, in any account except the org credential
+             accounts named in CREDENTIALS_FILE (they hold the workers' OAuth secrets)   = 0
   missing    succeeded jobs whose secret_id is not live at the simulator                 = 0
 Prints the figures as `name: value` lines and exits 1 on any violation.
 """
@@ -28,7 +28,9 @@ def psql(url, sql):
 
 def main():
     db, sim, expected = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    reveal = sys.argv[4:]
+    credentials = json.load(open(sys.argv[4]))["orgs"]
+    credential_accounts = {c.get("clientId") for c in credentials.values()}
+    reveal = sys.argv[5:]
     jobs = psql(db, "SELECT id, state, attempts, client_id, secret_id, jsonb_array_length(revoked_secrets) AS revoked,"
                     " last_error_code FROM secret_jobs")
     history = psql(db, "SELECT outcome, count(*) AS n FROM secret_job_attempts GROUP BY outcome ORDER BY outcome")
@@ -56,8 +58,10 @@ def main():
                 examples.append(f"job {j['id']}: live {live}, job has {j['secret_id']}")
     unowned = 0
     revoked_orphans = 0
-    for client in job_accounts:
-        for s in accounts.get(client, {}).get("secrets", []):
+    for client, account in accounts.items():
+        if client in credential_accounts:
+            continue
+        for s in account.get("secrets", []):
             if s["id"] in owned:
                 continue
             if s.get("revokedAt") is None:

@@ -139,7 +139,7 @@ worker_pids=()
 
 log "checking the invariants"
 set +e
-python3 "$(dirname "$0")/chaos.py" "$DATABASE_URL" "$SIM" "$expected" "$cli" reveal | tee "$RUN/figures.txt"
+python3 "$(dirname "$0")/chaos.py" "$DATABASE_URL" "$SIM" "$expected" "$RUN/credentials.json" "$cli" reveal | tee "$RUN/figures.txt"
 status=${PIPESTATUS[0]}
 set -e
 superseded=$(cat "$RUN"/worker-*.log | grep -c '"attempt.superseded"' || true)
