@@ -9,7 +9,8 @@
 #
 # Settings (environment): CHAOS_JOBS (3000), CHAOS_WORKERS (3), CHAOS_CONCURRENCY (8 per worker),
 # CHAOS_LEASE (5 s), CHAOS_FAIL_RATE (0.1), CHAOS_LATENCY_MS (20), CHAOS_KILL_EVERY (4 s, jittered),
-# CHAOS_TIMEOUT (600 s), CHAOS_PG_PORT (55441), CHAOS_SEED (random).
+# CHAOS_TIMEOUT (600 s), CHAOS_PG_PORT (55441), CHAOS_SEED (random), CHAOS_WORKER_ARGS (extra
+# worker flags; e.g. "--orphan-secrets keep" must make the check fail: a self-test of the checker).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -83,7 +84,8 @@ starts=0
 start_worker() {
     local i=$1
     starts=$((starts + 1))
-    "$cli" worker --concurrency "$CONCURRENCY" --lease "$LEASE" --log-format json \
+    # shellcheck disable=SC2086
+    "$cli" worker --concurrency "$CONCURRENCY" --lease "$LEASE" --log-format json ${CHAOS_WORKER_ARGS:-} \
         >>"$RUN/worker-$i.out" 2>>"$RUN/worker-$i.log" &
     worker_pids[$i]=$!
 }
