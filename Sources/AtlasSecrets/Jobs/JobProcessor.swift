@@ -161,6 +161,10 @@ struct JobProcessor {
         let success = JobStore.Success(
             secretId: created.id, createdAt: createdAt, expiresAt: expiresAt, maskedSecret: masked,
             ciphertext: sealed, keyId: context.key.id, shortenedJSON: Self.json(shortened), httpStatus: 201, durationMs: ms)
+        if let pause = TestHooks.pauseBeforeResult {
+            log.warning("test_hook.pause_before_result", ["job": "\(job.id)", "attempt": "\(fence.attempt)", "secret": created.id])
+            Thread.sleep(forTimeInterval: pause)
+        }
         let written: Bool
         do {
             written = try write { conn throws(PGError) in try JobStore.complete(conn, fence, success) }
@@ -278,8 +282,11 @@ struct JobProcessor {
         let code = error.apiError?.errorCode ?? (error.httpStatus.map { "HTTP_\($0)" } ?? "TRANSPORT_ERROR")
         let detail = error.apiError?.detail ?? error.description
         if context.state.isStopping && error.code == .transport {
-            // Cut short by shutdown: give the attempt back.
-            return end(fence, job, .giveBack(delay: 0, needsReconcile: needsReconcile, outcome: "released"),
+            // Cut short by shutdown: give the attempt back. A create abandoned on the wire may
+            // still land at Atlas after we hang up; a peer that reconciled at once would miss it
+            // and create a second live secret. So the job waits a lease first, as after a crash.
+            let settle = needsReconcile ? config.leaseSeconds : 0
+            return end(fence, job, .giveBack(delay: settle, needsReconcile: needsReconcile, outcome: "released"),
                        code: "WORKER_SHUTDOWN", detail: "the worker stopped during the call; \(detail)", status: error.httpStatus, ms: ms)
         }
         if fence.attempt >= job.maxAttempts {
