@@ -87,8 +87,14 @@ struct JobProcessor {
                     }
                 }
                 guard error.isAmbiguous else { throw error }
-                // The secret may exist without our having seen it: settle now, then retry.
                 log.warning("job.ambiguous", ["job": "\(job.id)", "attempt": "\(fence.attempt)", "error": error.description])
+                if error.code == .transport {
+                    // No answer at all (timeout, connection lost): Atlas may still be working on the
+                    // create we hung up on, so reading the account now could miss the secret it is
+                    // about to make. Settle later, once it must have finished (a lease from now).
+                    return retryOrFail(fence, job, error: error, needsReconcile: true, ms: elapsedMs(), settle: config.leaseSeconds)
+                }
+                // Atlas answered (5xx): the create is over, whatever it did. Settle now, then retry.
                 var reconciled = false
                 do {
                     reconciled = try reconcile(fence, job, credential, known: known) != nil
@@ -278,27 +284,28 @@ struct JobProcessor {
         }
     }
 
-    private func retryOrFail(_ fence: JobFence, _ job: Job, error: AtlasError, needsReconcile: Bool, ms: Int) -> WorkerState.Outcome {
+    /// `settle`: the least delay before the next try (time for an abandoned create to land).
+    private func retryOrFail(_ fence: JobFence, _ job: Job, error: AtlasError, needsReconcile: Bool, ms: Int, settle: Double = 0) -> WorkerState.Outcome {
         let code = error.apiError?.errorCode ?? (error.httpStatus.map { "HTTP_\($0)" } ?? "TRANSPORT_ERROR")
         let detail = error.apiError?.detail ?? error.description
         if context.state.isStopping && error.code == .transport {
             // Cut short by shutdown: give the attempt back. A create abandoned on the wire may
             // still land at Atlas after we hang up; a peer that reconciled at once would miss it
             // and create a second live secret. So the job waits a lease first, as after a crash.
-            let settle = needsReconcile ? config.leaseSeconds : 0
+            let settle = needsReconcile ? max(settle, config.leaseSeconds) : 0
             return end(fence, job, .giveBack(delay: settle, needsReconcile: needsReconcile, outcome: "released"),
                        code: "WORKER_SHUTDOWN", detail: "the worker stopped during the call; \(detail)", status: error.httpStatus, ms: ms)
         }
         if fence.attempt >= job.maxAttempts {
             if needsReconcile {
                 // Settle the unknown outcome first (the next claim reconciles, then fails).
-                return end(fence, job, .retry(delay: 1, needsReconcile: true), code: code,
+                return end(fence, job, .retry(delay: max(1, settle), needsReconcile: true), code: code,
                            detail: detail, status: error.httpStatus, ms: ms)
             }
             return end(fence, job, .fail, code: code,
                        detail: "gave up after \(fence.attempt) attempts: \(detail)", status: error.httpStatus, ms: ms)
         }
-        let delay = config.retry.delay(afterAttempt: fence.attempt, retryAfter: error.retryAfter)
+        let delay = max(settle, config.retry.delay(afterAttempt: fence.attempt, retryAfter: error.retryAfter))
         return end(fence, job, .retry(delay: delay, needsReconcile: needsReconcile), code: code, detail: detail,
                    status: error.httpStatus, ms: ms)
     }
