@@ -7,7 +7,7 @@
 # Defaults: 200 orgs x 5 accounts, one job per account (1,000 jobs); the simulator throttles each
 # org with a token bucket of capacity 4 refilled at 1/s (429 with Retry-After); each job costs 2
 # API calls (GET the account, POST the secret); `atlas-secrets worker --drain --concurrency 32`.
-# Release build; a private PostgreSQL (.data/bench, port 55433, durability off) and atlas-sim,
+# Release build; a private PostgreSQL (.data/bench, port 25435, durability off) and atlas-sim,
 # both stopped at exit.
 #
 # Reports (scripts/bench_orgs.py): wall time of the worker against the ideal schedule the buckets
@@ -19,7 +19,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
-orgs=200 accounts=5 capacity=4 refill=1 concurrency=32 latency=0 port=${BENCH_PG_PORT:-55433}
+orgs=200 accounts=5 capacity=4 refill=1 concurrency=32 latency=0 port=${BENCH_PG_PORT:-25435}
 while [ $# -gt 0 ]; do
     case "$1" in
         --orgs) orgs=$2; shift 2 ;;

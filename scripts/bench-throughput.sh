@@ -3,7 +3,7 @@
 # simulator (no faults, no latency, no rate limits), so the figure is the worker's own ceiling:
 # claim, snapshot GET, create POST, AES-GCM, fenced result write, attempt history.
 #   scripts/bench-throughput.sh [JOBS=10000] [CONCURRENCY=16 32 64 …]
-# Uses a private, durable PostgreSQL (.data/bench-tp, port 55434) and a release build.
+# Uses a private, durable PostgreSQL (.data/bench-tp, port 25434) and a release build.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -16,7 +16,7 @@ swift build -c release >/dev/null
 BIN="$(swift build -c release --show-bin-path)"
 dir="$DATA_ROOT/bench-tp"
 mkdir -p "$dir"
-pg_start bench-tp "${BENCH_PG_PORT:-55434}"
+pg_start bench-tp "${BENCH_PG_PORT:-25434}"
 sim_pid=""
 trap '[ -n "$sim_pid" ] && kill $sim_pid 2>/dev/null; pg_stop bench-tp' EXIT
 orgs=100

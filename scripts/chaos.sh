@@ -9,7 +9,7 @@
 #
 # Settings (environment): CHAOS_JOBS (3000), CHAOS_WORKERS (3), CHAOS_CONCURRENCY (8 per worker),
 # CHAOS_LEASE (5 s), CHAOS_FAIL_RATE (0.1), CHAOS_LATENCY_MS (20), CHAOS_KILL_EVERY (4 s, jittered),
-# CHAOS_TIMEOUT (600 s), CHAOS_PG_PORT (55441), CHAOS_SEED (random), CHAOS_WORKER_ARGS (extra
+# CHAOS_TIMEOUT (600 s), CHAOS_PG_PORT (25441), CHAOS_SEED (random), CHAOS_WORKER_ARGS (extra
 # worker flags; e.g. "--orphan-secrets keep" must make the check fail: a self-test of the checker).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -37,8 +37,8 @@ cli="$BIN/atlas-secrets"
 RUN="$DATA_ROOT/chaos-run"
 rm -rf "$RUN"
 mkdir -p "$RUN"
-log "starting PostgreSQL (.data/chaos, port ${CHAOS_PG_PORT:-55441})"
-pg_start chaos "${CHAOS_PG_PORT:-55441}"
+log "starting PostgreSQL (.data/chaos, port ${CHAOS_PG_PORT:-25441})"
+pg_start chaos "${CHAOS_PG_PORT:-25441}"
 psql -qX "$DATABASE_URL" -c 'DROP DATABASE IF EXISTS atlas_secrets_chaos' -c 'CREATE DATABASE atlas_secrets_chaos'
 export DATABASE_URL="${DATABASE_URL%/*}/atlas_secrets_chaos"
 

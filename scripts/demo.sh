@@ -18,8 +18,8 @@ cli="$BIN/atlas-secrets"
 
 DEMO="$DATA_ROOT/demo"
 mkdir -p "$DEMO"
-log "starting PostgreSQL (.data/demo, port ${DEMO_PG_PORT:-55432})"
-pg_start demo "${DEMO_PG_PORT:-55432}"
+log "starting PostgreSQL (.data/demo, port ${DEMO_PG_PORT:-25432})"
+pg_start demo "${DEMO_PG_PORT:-25432}"
 psql -q "$DATABASE_URL" -c 'DROP DATABASE IF EXISTS atlas_secrets_demo' -c 'CREATE DATABASE atlas_secrets_demo'
 export DATABASE_URL="${DATABASE_URL%/*}/atlas_secrets_demo"
 

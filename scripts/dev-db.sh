@@ -4,5 +4,5 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ensure_packages
-pg_start dev "${DEV_PG_PORT:-55499}" fast
+pg_start dev "${DEV_PG_PORT:-25499}" fast
 echo "export DATABASE_URL='$DATABASE_URL'"

@@ -4,7 +4,7 @@
 # (default 3). Prints every sample, then start / warm (10 % of the jobs done) / end / max, and
 # the growth from warm to end. Flat means RSS within a few MB and threads and fds unchanged.
 #   scripts/soak.sh [N]          e.g. scripts/soak.sh 20000
-# Settings (environment): SOAK_CONCURRENCY (16), SOAK_INTERVAL (3), SOAK_PG_PORT (55442).
+# Settings (environment): SOAK_CONCURRENCY (16), SOAK_INTERVAL (3), SOAK_PG_PORT (25442).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -23,8 +23,8 @@ cli="$BIN/atlas-secrets"
 RUN="$DATA_ROOT/soak-run"
 rm -rf "$RUN"
 mkdir -p "$RUN"
-log "starting PostgreSQL (.data/soak, port ${SOAK_PG_PORT:-55442})"
-pg_start soak "${SOAK_PG_PORT:-55442}" fast
+log "starting PostgreSQL (.data/soak, port ${SOAK_PG_PORT:-25442})"
+pg_start soak "${SOAK_PG_PORT:-25442}" fast
 psql -qX "$DATABASE_URL" -c 'DROP DATABASE IF EXISTS atlas_secrets_soak' -c 'CREATE DATABASE atlas_secrets_soak'
 export DATABASE_URL="${DATABASE_URL%/*}/atlas_secrets_soak"
 

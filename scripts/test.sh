@@ -8,8 +8,8 @@ cd "$REPO_ROOT"
 started=$(date +%s)
 ensure_swift
 ensure_packages
-log "starting the test PostgreSQL (.data/test, port ${TEST_PG_PORT:-55433})"
-pg_start test "${TEST_PG_PORT:-55433}" fast
+log "starting the test PostgreSQL (.data/test, port ${TEST_PG_PORT:-25433})"
+pg_start test "${TEST_PG_PORT:-25433}" fast
 trap 'pg_stop test' EXIT
 log "building"
 swift build --build-tests

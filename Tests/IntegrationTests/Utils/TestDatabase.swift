@@ -2,7 +2,7 @@ import AtlasSecrets
 import Foundation
 
 /// A clean schema in the database named by DATABASE_URL (default
-/// postgresql://postgres@127.0.0.1:55499/postgres).
+/// postgresql://postgres@127.0.0.1:25499/postgres).
 ///
 /// `url` is a libpq URI (or conninfo) whose `options` set search_path to that schema, so every
 /// connection made with it, including child processes given the URL, lands in it.
@@ -18,7 +18,7 @@ final class TestDatabase: Sendable {
     /// Creates a fresh schema named `prefix_<random>`.
     init(prefix: String = "t") throws {
         let base = ProcessInfo.processInfo.environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? "postgresql://postgres@127.0.0.1:55499/postgres"
+            ?? "postgresql://postgres@127.0.0.1:25499/postgres"
         baseURL = base
         schema = "\(prefix)_\(Hashing.hexString(Hashing.randomBytes(6)))".lowercased()
         url = Self.url(base, searchPath: schema)
