@@ -72,10 +72,17 @@ final class OrgGate: Sendable {
                 if o.closedUntil.map({ $0 < until }) ?? true { o.closedUntil = until }
                 o.probing = true
                 o.allowance = 0
+                o.refillSeconds = seconds
             } else if answered {
                 o.probing = false
                 // The calls still in flight will spend tokens too.
                 o.allowance = remaining.map { $0 - o.inFlight }
+                // The bucket is empty: the next call would only be throttled. Wait as long as
+                // Atlas last said a token takes to come back, instead of finding out with a 429.
+                if let allowance = o.allowance, allowance <= 0, let refill = o.refillSeconds {
+                    let until = ContinuousClock.now + .milliseconds(Int((refill * 1000).rounded(.up)))
+                    if o.closedUntil.map({ $0 < until }) ?? true { o.closedUntil = until }
+                }
             }
             map[org] = o
         }
@@ -105,6 +112,8 @@ struct GateOrg {
     var allowance: Int?
     /// One call at a time until Atlas answers the org (start, and after each throttle).
     var probing = true
+    /// The last Retry-After Atlas gave this org: how long a token takes to come back.
+    var refillSeconds: Double?
 }
 
 /// The gate's map behind a condition variable (lanes wait on it for an org to reopen or for a
