@@ -36,41 +36,24 @@ done
 
 ensure_swift
 ensure_packages
-log "building (release)"
-swift build -c release --product atlas-secrets >/dev/null
-swift build -c release --product atlas-sim >/dev/null
-BIN="$(swift build -c release --show-bin-path)"
-cli="$BIN/atlas-secrets"
+build_release
 
 BENCH="$DATA_ROOT/bench-orgs"
 rm -rf "$BENCH"
 mkdir -p "$BENCH"
-log "starting PostgreSQL (.data/bench, port $port)"
-pg_start bench "$port" fast
-psql -q "$DATABASE_URL" -c 'DROP DATABASE IF EXISTS atlas_secrets_bench' -c 'CREATE DATABASE atlas_secrets_bench'
-export DATABASE_URL="${DATABASE_URL%/*}/atlas_secrets_bench"
+fresh_database bench "$port" atlas_secrets_bench fast
 
-sim_pid=""
 cleanup() {
-    [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+    sim_stop
     pg_stop bench
 }
 trap cleanup EXIT
 
 log "starting atlas-sim: $orgs orgs x $accounts accounts, buckets of $capacity refilled at $refill/s"
-"$BIN/atlas-sim" --seed-orgs "$orgs" --accounts-per-org "$accounts" --credentials-out "$BENCH/credentials.json" \
-    --latency-ms "$latency" --port-file "$BENCH/sim.port" >"$BENCH/sim.log" 2>&1 &
-sim_pid=$!
-for _ in $(seq 1 100); do [ -s "$BENCH/sim.port" ] && break; sleep 0.1; done
-[ -s "$BENCH/sim.port" ] || { cat "$BENCH/sim.log" >&2; exit 69; }
-SIM="http://127.0.0.1:$(cat "$BENCH/sim.port")"
+sim_start "$BENCH" --seed-orgs "$orgs" --accounts-per-org "$accounts" --latency-ms "$latency"
 curl -fsS -X POST "$SIM/_sim/rate-limits" -H 'Content-Type: application/json' \
     -d "{\"perOrg\": {\"capacity\": $capacity, \"refillPerSecond\": $refill}, \"style\": \"429\"}" >/dev/null
 
-export MONGODB_ATLAS_BASE_URL="$SIM"
-export ATLAS_SECRETS_CREDENTIALS_FILE="$BENCH/credentials.json"
-export ATLAS_SECRETS_KEY_FILE="$BENCH/secrets.key"
-"$cli" keygen "$ATLAS_SECRETS_KEY_FILE" >/dev/null
 "$cli" migrate >/dev/null
 python3 scripts/bench_orgs.py requests "$orgs" "$accounts" >"$BENCH/jobs.jsonl"
 "$cli" enqueue "$BENCH/jobs.jsonl" --batch bench >/dev/null

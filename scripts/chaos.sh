@@ -28,25 +28,17 @@ started=$(date +%s)
 ensure_swift
 ensure_packages
 
-log "building (release)"
-swift build -c release --product atlas-secrets >/dev/null
-swift build -c release --product atlas-sim >/dev/null
-BIN="$(swift build -c release --show-bin-path)"
-cli="$BIN/atlas-secrets"
+build_release
 
 RUN="$DATA_ROOT/chaos-run"
 rm -rf "$RUN"
 mkdir -p "$RUN"
-log "starting PostgreSQL (.data/chaos, port ${CHAOS_PG_PORT:-25441})"
-pg_start chaos "${CHAOS_PG_PORT:-25441}"
-psql -qX "$DATABASE_URL" -c 'DROP DATABASE IF EXISTS atlas_secrets_chaos' -c 'CREATE DATABASE atlas_secrets_chaos'
-export DATABASE_URL="${DATABASE_URL%/*}/atlas_secrets_chaos"
+fresh_database chaos "${CHAOS_PG_PORT:-25441}" atlas_secrets_chaos
 
-sim_pid=""
 declare -a worker_pids=()
 cleanup() {
     for p in "${worker_pids[@]}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
-    [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+    sim_stop
     pg_stop chaos
 }
 trap cleanup EXIT
@@ -55,17 +47,8 @@ orgs=10
 per_org=$(( (JOBS + orgs - 1) / orgs ))
 [ "$per_org" -le 200 ] || { orgs=$(( (JOBS + 199) / 200 )); per_org=$(( (JOBS + orgs - 1) / orgs )); }
 log "starting atlas-sim: $orgs orgs x $per_org accounts, fail-rate $FAIL_RATE (mixed before/after), latency $LATENCY ms, seed $SEED"
-"$BIN/atlas-sim" --seed-orgs "$orgs" --accounts-per-org "$per_org" --credentials-out "$RUN/credentials.json" \
-    --fail-rate "$FAIL_RATE" --fail-mode mixed --latency-ms "$LATENCY" --seed "$SEED" \
-    --port-file "$RUN/sim.port" >"$RUN/sim.log" 2>&1 &
-sim_pid=$!
-for _ in $(seq 1 100); do [ -s "$RUN/sim.port" ] && break; sleep 0.1; done
-[ -s "$RUN/sim.port" ] || { cat "$RUN/sim.log" >&2; exit 69; }
-SIM="http://127.0.0.1:$(cat "$RUN/sim.port")"
-export MONGODB_ATLAS_BASE_URL="$SIM"
-export ATLAS_SECRETS_CREDENTIALS_FILE="$RUN/credentials.json"
-export ATLAS_SECRETS_KEY_FILE="$RUN/secrets.key"
-"$cli" keygen "$ATLAS_SECRETS_KEY_FILE" >/dev/null
+sim_start "$RUN" --seed-orgs "$orgs" --accounts-per-org "$per_org" \
+    --fail-rate "$FAIL_RATE" --fail-mode mixed --latency-ms "$LATENCY" --seed "$SEED"
 
 # One job per service account (the org credential accounts, ...ffffffffffff, excluded).
 curl -fsS "$SIM/_sim/state" | python3 -c '

@@ -10,39 +10,14 @@ started=$(date +%s)
 ensure_swift
 ensure_packages
 
-log "building (release)"
-swift build -c release --product atlas-secrets >/dev/null
-swift build -c release --product atlas-sim >/dev/null
-BIN="$(swift build -c release --show-bin-path)"
-cli="$BIN/atlas-secrets"
-
+build_release
 DEMO="$DATA_ROOT/demo"
 mkdir -p "$DEMO"
-log "starting PostgreSQL (.data/demo, port ${DEMO_PG_PORT:-25432})"
-pg_start demo "${DEMO_PG_PORT:-25432}"
-psql -q "$DATABASE_URL" -c 'DROP DATABASE IF EXISTS atlas_secrets_demo' -c 'CREATE DATABASE atlas_secrets_demo'
-export DATABASE_URL="${DATABASE_URL%/*}/atlas_secrets_demo"
-
-sim_pid=""
-cleanup() {
-    [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
-    pg_stop demo
-}
-trap cleanup EXIT
+fresh_database demo "${DEMO_PG_PORT:-25432}" atlas_secrets_demo
+trap 'sim_stop; pg_stop demo' EXIT
 
 log "starting atlas-sim with ~10 % of creates answered 500 (half of them after creating the secret)"
-rm -f "$DEMO/sim.port" "$DEMO/credentials.json"
-"$BIN/atlas-sim" --seed-from jobs/example-large.jsonl --credentials-out "$DEMO/credentials.json" \
-    --fail-rate 0.1 --fail-mode mixed --port-file "$DEMO/sim.port" >"$DEMO/sim.log" 2>&1 &
-sim_pid=$!
-for _ in $(seq 1 100); do [ -s "$DEMO/sim.port" ] && break; sleep 0.1; done
-[ -s "$DEMO/sim.port" ] || { cat "$DEMO/sim.log" >&2; exit 69; }
-SIM="http://127.0.0.1:$(cat "$DEMO/sim.port")"
-
-export MONGODB_ATLAS_BASE_URL="$SIM"
-export ATLAS_SECRETS_CREDENTIALS_FILE="$DEMO/credentials.json"
-export ATLAS_SECRETS_KEY_FILE="$DEMO/secrets.key"
-[ -f "$ATLAS_SECRETS_KEY_FILE" ] || "$cli" keygen "$ATLAS_SECRETS_KEY_FILE"
+sim_start "$DEMO" --seed-from jobs/example-large.jsonl --fail-rate 0.1 --fail-mode mixed
 
 log "atlas-secrets migrate"
 "$cli" migrate

@@ -84,3 +84,49 @@ ensure_swift() {
     fi
     command -v swift >/dev/null 2>&1 || { echo "swift not found (expected on PATH or in /opt/swift/usr/bin)" >&2; return 69; }
 }
+
+# build_release: release builds of both executables; sets BIN (their folder) and cli.
+build_release() {
+    log "building (release)"
+    swift build -c release --product atlas-secrets >/dev/null
+    swift build -c release --product atlas-sim >/dev/null
+    BIN="$(swift build -c release --show-bin-path)"
+    cli="$BIN/atlas-secrets"
+}
+
+# fresh_database CLUSTER PORT DBNAME [fast]: a private cluster (pg_start) with DBNAME dropped and
+# created anew; exports DATABASE_URL pointing at it.
+fresh_database() {
+    local cluster=$1 port=$2 db=$3 mode=${4:-}
+    log "starting PostgreSQL (.data/$cluster, port $port)"
+    pg_start "$cluster" "$port" $mode
+    psql -qX "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+    export DATABASE_URL="${DATABASE_URL%/*}/$db"
+}
+
+# sim_start RUNDIR [atlas-sim flags…]: starts atlas-sim in the background (log RUNDIR/sim.log),
+# waits until it listens, sets SIM_PID and SIM (its base URL), and exports what the CLI needs:
+# MONGODB_ATLAS_BASE_URL, ATLAS_SECRETS_CREDENTIALS_FILE (written by the simulator) and
+# ATLAS_SECRETS_KEY_FILE (a new key in RUNDIR). Stop it with sim_stop.
+sim_start() {
+    local run=$1
+    shift
+    rm -f "$run/sim.port"
+    "$BIN/atlas-sim" --credentials-out "$run/credentials.json" --port-file "$run/sim.port" "$@" >"$run/sim.log" 2>&1 &
+    SIM_PID=$!
+    for _ in $(seq 1 300); do [ -s "$run/sim.port" ] && break; sleep 0.1; done
+    [ -s "$run/sim.port" ] || { cat "$run/sim.log" >&2; return 69; }
+    SIM="http://127.0.0.1:$(cat "$run/sim.port")"
+    export MONGODB_ATLAS_BASE_URL="$SIM"
+    export ATLAS_SECRETS_CREDENTIALS_FILE="$run/credentials.json"
+    export ATLAS_SECRETS_KEY_FILE="$run/secrets.key"
+    [ -f "$ATLAS_SECRETS_KEY_FILE" ] || "$cli" keygen "$ATLAS_SECRETS_KEY_FILE" >/dev/null
+}
+
+sim_stop() {
+    if [ -n "${SIM_PID:-}" ]; then
+        kill "$SIM_PID" 2>/dev/null && wait "$SIM_PID" 2>/dev/null
+        SIM_PID=""
+    fi
+    return 0
+}

@@ -14,24 +14,17 @@ INTERVAL=${SOAK_INTERVAL:-3}
 ensure_swift
 ensure_packages
 
-log "building (release)"
-swift build -c release --product atlas-secrets >/dev/null
-swift build -c release --product atlas-sim >/dev/null
-BIN="$(swift build -c release --show-bin-path)"
-cli="$BIN/atlas-secrets"
+build_release
 
 RUN="$DATA_ROOT/soak-run"
 rm -rf "$RUN"
 mkdir -p "$RUN"
-log "starting PostgreSQL (.data/soak, port ${SOAK_PG_PORT:-25442})"
-pg_start soak "${SOAK_PG_PORT:-25442}" fast
-psql -qX "$DATABASE_URL" -c 'DROP DATABASE IF EXISTS atlas_secrets_soak' -c 'CREATE DATABASE atlas_secrets_soak'
-export DATABASE_URL="${DATABASE_URL%/*}/atlas_secrets_soak"
+fresh_database soak "${SOAK_PG_PORT:-25442}" atlas_secrets_soak fast
 
-sim_pid="" worker_pid=""
+worker_pid=""
 cleanup() {
     [ -n "$worker_pid" ] && kill -KILL "$worker_pid" 2>/dev/null || true
-    [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+    sim_stop
     pg_stop soak
 }
 trap cleanup EXIT
@@ -40,15 +33,7 @@ trap cleanup EXIT
 per_org=200
 orgs=$(( (N + per_org - 1) / per_org ))
 log "starting atlas-sim ($orgs orgs x $per_org accounts)"
-"$BIN/atlas-sim" --seed-orgs "$orgs" --accounts-per-org "$per_org" --credentials-out "$RUN/credentials.json" \
-    --port-file "$RUN/sim.port" >"$RUN/sim.log" 2>&1 &
-sim_pid=$!
-for _ in $(seq 1 300); do [ -s "$RUN/sim.port" ] && break; sleep 0.1; done
-[ -s "$RUN/sim.port" ] || { cat "$RUN/sim.log" >&2; exit 69; }
-export MONGODB_ATLAS_BASE_URL="http://127.0.0.1:$(cat "$RUN/sim.port")"
-export ATLAS_SECRETS_CREDENTIALS_FILE="$RUN/credentials.json"
-export ATLAS_SECRETS_KEY_FILE="$RUN/secrets.key"
-"$cli" keygen "$ATLAS_SECRETS_KEY_FILE" >/dev/null
+sim_start "$RUN" --seed-orgs "$orgs" --accounts-per-org "$per_org"
 python3 -c '
 import json, sys
 n, per_org = int(sys.argv[1]), int(sys.argv[2])
