@@ -63,6 +63,10 @@ pg_start() {
         as_pg_user "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
     fi
     if ! as_pg_user "$bindir/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        if "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" >/dev/null 2>&1; then
+            echo "port $port is taken by another PostgreSQL; choose another port (see the script's *_PG_PORT variable)" >&2
+            return 69
+        fi
         as_pg_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "$opts" -w -t 60 start >/dev/null \
             || { tail -20 "$dir/server.log" >&2; return 1; }
     fi
@@ -100,7 +104,7 @@ fresh_database() {
     local cluster=$1 port=$2 db=$3 mode=${4:-}
     log "starting PostgreSQL (.data/$cluster, port $port)"
     pg_start "$cluster" "$port" $mode
-    psql -qX "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+    PGOPTIONS="-c client_min_messages=warning" psql -qX "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
     export DATABASE_URL="${DATABASE_URL%/*}/$db"
 }
 

@@ -83,7 +83,7 @@ import Testing
         let workers = try (0..<4).map { i in try h.startWorker(["--concurrency", "4", "--lease", "5"], name: "w\(i)") }
         defer { workers.forEach { $0.stop() } }
         // All four are up (listening) before the jobs arrive, so each gets a share of every org.
-        #expect(try eventually(timeout: 15) { workers.allSatisfy { $0.stderr.contains("worker.started") } })
+        #expect(eventually(timeout: 15) { workers.allSatisfy { $0.stderr.contains("worker.started") } })
         try h.enqueue(h.accounts.map { OrgsRequest(org: $0.org, client: $0.client) }, batch: "k")
         #expect(try eventually(timeout: 60) { try h.status(["--batch", "k"]).counts.succeeded == 48 })
         for w in workers { w.signal(SIGTERM) }

@@ -45,13 +45,20 @@ extension CLI.Context {
                 "\($0.request.file):\($0.request.line): idempotency key \($0.request.request.effectiveIdempotencyKey(batch: batch)) is already used by job \($0.existingJobId) for a different request (\($0.existing))"
             }
             throw CommandFailure((lines + ["\(lines.count) conflicting keys; nothing was queued."]).joined(separator: "\n"), .dataError)
+        } catch let error as PGError where error.sqlState == .undefinedTable {
+            throw CommandFailure("the database has no atlas-secrets tables: run `atlas-secrets migrate` first (\(error.message))", .unavailable)
         } catch let error as PGError where error.sqlState == .checkViolation || error.sqlState == .raiseException {
             throw CommandFailure("the database refused the requests: \(error.message); nothing was queued", .dataError)
         }
         if o.json {
             try json(result)
         } else {
-            Console.out("enqueued \(result.inserted) new jobs in batch \(batch) (\(result.alreadyPresent) already queued before, left as they were)")
+            let jobs = result.inserted == 1 ? "job" : "jobs"
+            var line = "enqueued \(result.inserted) new \(jobs) in batch \(batch)"
+            if result.alreadyPresent > 0 {
+                line += "; \(result.alreadyPresent) request\(result.alreadyPresent == 1 ? "" : "s") already had a job (same idempotency key, in any batch), left as \(result.alreadyPresent == 1 ? "it was" : "they were")"
+            }
+            Console.out(line)
         }
     }
 

@@ -3,14 +3,14 @@ import Foundation
 extension CLI.Context {
     /// Prints the plaintext secret of a succeeded job: the one way to read it.
     func reveal(_ o: RevealOptions) throws {
-        let key = try key()
+        let key = try key(forReading: true)
         let found = try withDatabase { conn in try JobQueries.sealedSecret(conn, id: o.jobID) }
         guard let found else { throw CommandFailure("job \(o.jobID) does not exist", .dataError) }
         guard found.state == .succeeded, let sealed = found.sealed else {
             throw CommandFailure("job \(o.jobID) is \(found.state.rawValue): only a succeeded job has a secret", .dataError)
         }
         guard found.keyId == key.id else {
-            throw CommandFailure("job \(o.jobID)'s secret is encrypted with key \(found.keyId ?? "?"), but ATLAS_SECRETS_KEY_FILE holds key \(key.id)", .dataError)
+            throw CommandFailure("job \(o.jobID)'s secret is encrypted with key \(found.keyId ?? "?"), but ATLAS_SECRETS_KEY_FILE (\(environment["ATLAS_SECRETS_KEY_FILE"] ?? "")) holds key \(key.id)", .dataError)
         }
         do {
             Console.out(try SecretBox.open(sealed, key: key, associatedData: JobProcessor.associatedData(jobId: o.jobID)))

@@ -5,6 +5,11 @@ extension CLI.Context {
         let s = try withDatabase { conn in try JobQueries.status(conn, batch: o.batch, org: o.org) }
         if o.json { return try json(s) }
         let c = s.counts
+        if c.total == 0 {
+            let scope = [o.batch.map { "batch \($0)" }, o.org.map { "org \($0)" }].compactMap { $0 }.joined(separator: ", ")
+            Console.out(scope.isEmpty ? "no jobs yet" : "no jobs in \(scope)")
+            return
+        }
         let scope = [o.batch.map { "batch \($0)" }, o.org.map { "org \($0)" }].compactMap { $0 }.joined(separator: ", ")
         var out = ""
         let percent = c.total == 0 ? 100 : Int((Double(c.done) / Double(c.total) * 100).rounded(.down))
@@ -86,7 +91,7 @@ extension CLI.Context {
             var t = Table(["attempt", "owner", "started", "outcome", "status", "error", "ms", "detail"])
             for a in attempts {
                 t.append(["\(a.attempt)", a.owner, date(a.startedAt), a.outcome, a.httpStatus.map(String.init) ?? "-",
-                          a.errorCode ?? "-", a.durationMs.map(String.init) ?? "-", a.detail.map { String($0.prefix(100)) } ?? "-"])
+                          a.errorCode ?? "-", a.durationMs.map(String.init) ?? "-", a.detail.map { $0.count > 100 ? String($0.prefix(99)) + "…" : $0 } ?? "-"])
             }
             out += "\n" + t.render(color: color)
         }

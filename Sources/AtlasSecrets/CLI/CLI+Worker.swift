@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 
 extension CLI.Context {
     /// Runs the worker until SIGINT/SIGTERM (or drained). A second signal cuts the grace short.
@@ -9,7 +10,7 @@ extension CLI.Context {
         do {
             credentials = try CredentialStore.load(environment: environment, file: o.credentialsFile)
         } catch {
-            throw CommandFailure("credentials: \(error)", .dataError)
+            throw CommandFailure("\(error)", .dataError)
         }
         if credentials.isEmpty {
             throw CommandFailure("""
@@ -43,6 +44,7 @@ extension CLI.Context {
         let logger = Logger(format: o.logFormat, minimumLevel: level)
         let worker = Worker(configuration: config, credentials: credentials, key: key, logger: logger)
 
+        let stoppedBySignal = SignalSeen()
         // Signals: ignore the default action, then handle them on a private queue.
         let signalQueue = DispatchQueue(label: "atlas-secrets.signals")
         var sources: [any DispatchSourceSignal] = []
@@ -50,6 +52,7 @@ extension CLI.Context {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
             source.setEventHandler { @Sendable in
+                stoppedBySignal.set()
                 logger.warning("worker.signal", ["signal": sig == SIGINT ? "SIGINT" : "SIGTERM"])
                 worker.requestStop()
             }
@@ -58,11 +61,20 @@ extension CLI.Context {
         }
         defer { sources.forEach { $0.cancel() } }
         do {
-            _ = try worker.run()
+            let s = try worker.run()
+            // The result of the run, for scripts and people; the log has the details.
+            Console.out("\(o.drain && !stoppedBySignal.value ? "drained" : "stopped"): \(s.succeeded) succeeded, \(s.failed) failed, \(s.retried) retried, \(s.superseded) superseded, in \(String(format: "%.1f", s.seconds)) s")
         } catch let error as PGError where error.isConnectionError {
-            throw CommandFailure("cannot reach PostgreSQL: \(error.message)", .unavailable)
+            throw CommandFailure("cannot reach PostgreSQL (DATABASE_URL\(databaseURL == nil ? " unset: using libpq's PG* variables" : "")): \(error.message)", .unavailable)
         } catch let error as WorkerError {
             throw CommandFailure(error.description, .unavailable)
         }
     }
+}
+
+/// Whether a stop signal arrived (so the exit line says "stopped", not "drained").
+private final class SignalSeen: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func set() { flag.store(true, ordering: .relaxed) }
+    var value: Bool { flag.load(ordering: .relaxed) }
 }

@@ -77,9 +77,12 @@ public enum CLI {
             }
         }
 
-        func key() throws -> SecretKey {
+        /// The key from ATLAS_SECRETS_KEY_FILE; `forReading`: to decrypt what a worker stored.
+        func key(forReading: Bool = false) throws -> SecretKey {
             guard let path = environment["ATLAS_SECRETS_KEY_FILE"], !path.isEmpty else {
-                throw CommandFailure("ATLAS_SECRETS_KEY_FILE is not set: secrets are stored encrypted and need a key (create one with `atlas-secrets keygen PATH`)", .usage)
+                throw CommandFailure(forReading
+                    ? "ATLAS_SECRETS_KEY_FILE is not set: point it at the key file the worker used to encrypt the secrets"
+                    : "ATLAS_SECRETS_KEY_FILE is not set: secrets are stored encrypted and need a key (create one with `atlas-secrets keygen PATH`)", .usage)
             }
             do {
                 return try SecretKey.load(path: path)

@@ -56,6 +56,16 @@ public enum CommandLineParser {
         out += HelpLayout.twoColumns(entries.map { ($0.spec.name, $0.spec.abstract) } + [("help", "Show help for a command.")])
         out += "\nOPTIONS:\n"
         out += HelpLayout.twoColumns([("--version", "Show the version."), ("-h, --help", "Show help information.")])
+        out += "\nENVIRONMENT:\n"
+        out += HelpLayout.twoColumns([
+            ("DATABASE_URL", "libpq URI or conninfo (unset: libpq's PG* variables)."),
+            ("MONGODB_ATLAS_BASE_URL", "Atlas, or atlas-sim's address (default https://cloud.mongodb.com)."),
+            ("ATLAS_SECRETS_KEY_FILE", "The AES-256 key (keygen); worker and reveal need it."),
+            ("ATLAS_SECRETS_CREDENTIALS_FILE", "Org id -> credential JSON, mode 0600 (or worker --credentials)."),
+            ("MONGODB_ATLAS_CLIENT_ID/_SECRET", "Default credential: a service account."),
+            ("MONGODB_ATLAS_PUBLIC/PRIVATE_API_KEY", "Default credential: an API key (Digest)."),
+            ("ATLAS_SECRETS_LOG_LEVEL", "debug, info (default), warning, error."),
+        ])
         out += "\n  See 'atlas-secrets help <command>' for detailed help.\n"
         return out
     }

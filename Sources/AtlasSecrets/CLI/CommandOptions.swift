@@ -31,7 +31,7 @@ public struct MigrateOptions: CommandOptions {
     /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "migrate", abstract: "Apply pending database migrations.",
-        discussion: "Applies each numbered SQL file of DIR once, in order, under an advisory lock; safe when several processes start together.",
+        discussion: "Applies each numbered SQL file of DIR once, in order, under an advisory lock; safe when several processes start together. DIR: --dir, else ATLAS_SECRETS_MIGRATIONS_DIR, else ./migrations, else the migrations folder beside the binary. Database: DATABASE_URL.",
         options: [.value("dir", "DIR", "Folder of numbered .sql migration files.", default: Self().directory)]
     )
 
@@ -59,7 +59,7 @@ public struct EnqueueOptions: CommandOptions {
     /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "enqueue", abstract: "Queue the requests of JSON Lines or CSV files.",
-        discussion: "Validates every line of every file first and reports all bad lines; queues all or nothing. Idempotency keys make running the same file again harmless.",
+        discussion: "Validates every line of every file first and reports all bad lines; queues all or nothing. Idempotency keys make running the same file again harmless. The batch defaults to the first file's name without extension ('stdin' for -); --max-attempts to 5. Database: DATABASE_URL.",
         arguments: [ArgumentSpec("FILE", "A .jsonl/.ndjson/.json (JSON Lines) or .csv file; '-' reads standard input.", repeating: true)],
         options: [
             .value("batch", "NAME", "Name of the batch the jobs belong to."),
@@ -105,7 +105,7 @@ public struct WorkerOptions: CommandOptions {
     public var logFormat: LogFormat = .text
     /// Lease length in seconds; the heartbeat renews it.
     public var lease: Double = 30
-    /// Show a progress bar (on stderr) even when it is not a terminal.
+    /// Show progress on stderr: a bar on a terminal, a line every few seconds otherwise (on by default with --drain on a terminal).
     public var progress = false
     /// Only jobs of this batch (with `--drain`), or nil for all.
     public var batch: String?
@@ -116,7 +116,7 @@ public struct WorkerOptions: CommandOptions {
     /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "worker", abstract: "Process queued jobs until SIGINT/SIGTERM, or until drained.",
-        discussion: "Claims jobs from PostgreSQL and creates their secrets through the Atlas Admin API with bounded concurrency, retrying safely. Needs ATLAS_SECRETS_KEY_FILE.",
+        discussion: "Claims jobs from PostgreSQL and creates their secrets through the Atlas Admin API with bounded concurrency, retrying safely. Needs ATLAS_SECRETS_KEY_FILE, credentials (--credentials, ATLAS_SECRETS_CREDENTIALS_FILE or MONGODB_ATLAS_*), DATABASE_URL, and MONGODB_ATLAS_BASE_URL for anything but the real Atlas (e.g. atlas-sim).",
         options: [
             .value("concurrency", "N", "Jobs in flight at once, 1...512.", default: String(Self().concurrency)),
             .flag("drain", "Exit when nothing is runnable or scheduled soon."),
@@ -128,7 +128,7 @@ public struct WorkerOptions: CommandOptions {
             .value("per-org-concurrency", "N", "Jobs in flight per organization, 1...512."),
             .value("log-format", "text|json", "Log line format on stderr.", default: Self().logFormat.rawValue),
             .value("lease", "SECONDS", "Lease on a claimed job, renewed by the heartbeat, 5...3600.", default: ParsedArguments.format(Self().lease)),
-            .flag("progress", "Show a progress bar on stderr even when it is not a terminal."),
+            .flag("progress", "Show progress on stderr: a bar on a terminal, else a line every few seconds (default with --drain on a terminal)."),
             .value("batch", "B", "Only process jobs of this batch (with --drain)."),
         ]
     )
@@ -335,6 +335,7 @@ public struct RevealOptions: CommandOptions {
     /// The declaration parsing and `--help` read.
     public static let spec = CommandSpec(
         name: "reveal", abstract: "Print a job's secret, decrypted, to stdout: the one way to read it.",
+        discussion: "Decrypts with the key in ATLAS_SECRETS_KEY_FILE (the one the worker used).",
         arguments: [ArgumentSpec("JOB_ID", "The job's id.")]
     )
 

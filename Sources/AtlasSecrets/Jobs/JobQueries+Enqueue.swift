@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 extension JobQueries {
     /// What an enqueue run did.

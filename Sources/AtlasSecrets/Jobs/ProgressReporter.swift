@@ -18,7 +18,9 @@ final class ProgressReporter {
         guard let counts = try? JobQueries.counts(conn, batch: batch) else { return }
         if bar == nil {
             doneAtStart = counts.done
-            bar = ProgressBar(total: counts.total - doneAtStart, label: "jobs", mode: .bar)
+            // A redrawn bar on a terminal; plain lines every few seconds when stderr is a file.
+            bar = ProgressBar(total: counts.total - doneAtStart, label: "jobs",
+                              mode: Console.isTerminal(2) ? .bar : .lines, plainInterval: 5)
         }
         bar?.setTotal(counts.total - doneAtStart)
         bar?.setDone(counts.done - doneAtStart)

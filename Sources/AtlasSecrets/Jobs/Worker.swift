@@ -1,5 +1,5 @@
 import Dispatch
-public import Foundation
+import Foundation
 import Synchronization
 
 /// What lanes share: configuration, the database pool, credentials, the key, the log.
@@ -28,33 +28,30 @@ final class WorkerContext: Sendable {
 
     /// The org's credential was refused: hold all its jobs back (every worker), with the reason.
     func pause(org: String, reason: String) {
-        do {
-            try pool.withRetryingConnection(deadline: 10) { conn in
-                try conn.execute("""
-                    INSERT INTO secret_org_pacing AS p (org_id, paused_reason, paused_at, updated_at)
-                    VALUES (\(org), \(reason), now(), now())
-                    ON CONFLICT (org_id) DO UPDATE
-                    SET paused_reason = EXCLUDED.paused_reason, paused_at = now(), updated_at = now()
-                    """)
-            }
-        } catch {
-            logger.warning("org.pause_unrecorded", ["org": org, "error": "\(error)"])
-        }
+        recordPacing(org, event: "org.pause_unrecorded", """
+            INSERT INTO secret_org_pacing AS p (org_id, paused_reason, paused_at, updated_at)
+            VALUES (\(org), \(reason), now(), now())
+            ON CONFLICT (org_id) DO UPDATE
+            SET paused_reason = EXCLUDED.paused_reason, paused_at = now(), updated_at = now()
+            """)
     }
 
     /// Atlas throttled `org`: every worker holds off it until the database clock passes the time.
     func throttle(org: String, seconds: Double) {
+        recordPacing(org, event: "org.throttle_unrecorded", """
+            INSERT INTO secret_org_pacing AS p (org_id, not_before, updated_at)
+            VALUES (\(org), now() + make_interval(secs => \(seconds)), now())
+            ON CONFLICT (org_id) DO UPDATE
+            SET not_before = greatest(p.not_before, EXCLUDED.not_before), updated_at = now()
+            """)
+    }
+
+    /// Writes an org's pacing row; a failure is logged, not fatal (the claim still polls).
+    private func recordPacing(_ org: String, event: String, _ query: PGQuery) {
         do {
-            try pool.withRetryingConnection(deadline: 10) { conn in
-                try conn.execute("""
-                    INSERT INTO secret_org_pacing AS p (org_id, not_before, updated_at)
-                    VALUES (\(org), now() + make_interval(secs => \(seconds)), now())
-                    ON CONFLICT (org_id) DO UPDATE
-                    SET not_before = greatest(p.not_before, EXCLUDED.not_before), updated_at = now()
-                    """)
-            }
+            _ = try pool.withRetryingConnection(deadline: 10) { conn in try conn.execute(query) }
         } catch {
-            logger.warning("org.throttle_unrecorded", ["org": org, "error": "\(error)"])
+            logger.warning(event, ["org": org, "error": "\(error)"])
         }
     }
 }

@@ -73,8 +73,8 @@ final class BackgroundProcess: @unchecked Sendable {  // @unchecked: Process is 
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         stdoutPath = logDir.appendingPathComponent("\(name).out")
         stderrPath = logDir.appendingPathComponent("\(name).err")
-        FileManager.default.createFile(atPath: stdoutPath.path, contents: nil)
-        FileManager.default.createFile(atPath: stderrPath.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutPath.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: stdoutPath)
         process.standardError = try FileHandle(forWritingTo: stderrPath)
         process.standardInput = FileHandle.nullDevice
