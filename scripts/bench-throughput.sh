@@ -34,7 +34,7 @@ for c in ${concurrencies[@]}; do
     "$BIN/atlas-secrets" migrate >/dev/null
     "$BIN/atlas-secrets" enqueue "$dir/jobs.jsonl" --batch bench >/dev/null
     start=$(date +%s.%N)
-    ATLAS_SECRETS_LOG_LEVEL=warning "$BIN/atlas-secrets" worker --drain --concurrency "$c" 2>"$dir/worker-$c.log"
+    ATLAS_SECRETS_LOG_LEVEL=warning "$BIN/atlas-secrets" worker --drain --concurrency "$c" >/dev/null 2>"$dir/worker-$c.log"
     end=$(date +%s.%N)
     done_jobs=$("$BIN/atlas-secrets" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["succeeded"])')
     python3 -c "s=$end-$start; print(f'{$c:<12} {$done_jobs:>8} {s:>10.2f} {$done_jobs/s:>10.0f}')"

@@ -181,7 +181,11 @@ public final class HTTPClient {
         set(ccurl_setopt_string(handle, CURLOPT_USERAGENT, configuration.userAgent))
 
         let method = request.method.uppercased()
-        if method == "POST" && configuration.freshConnectionForPOST { set(ccurl_setopt_long(handle, CURLOPT_FRESH_CONNECT, 1)) }
+        if method == "POST" && configuration.freshConnectionForPOST {
+            // A connection of its own, closed after the reply: not left in the cache either.
+            set(ccurl_setopt_long(handle, CURLOPT_FRESH_CONNECT, 1))
+            set(ccurl_setopt_long(handle, CURLOPT_FORBID_REUSE, 1))
+        }
         if let body = request.body {
             set(ccurl_setopt_long(handle, CURLOPT_POST, 1))
             set(ccurl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count))
