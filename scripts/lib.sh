@@ -39,15 +39,29 @@ as_pg_user() {
     fi
 }
 
-# pg_start NAME PORT [fast]: a private cluster under .data/NAME, listening on 127.0.0.1:PORT and a
-# unix socket in .data/NAME/socket; prints nothing; sets DATABASE_URL. "fast" turns off durability
-# (tests only). Idempotent: a running cluster is reused.
-pg_start() {
-    local name=$1 port=$2 mode=${3:-}
-    local dir="$DATA_ROOT/$name" bindir
-    bindir=$(pg_bindir) || { echo "PostgreSQL server binaries not found" >&2; return 69; }
+# Where the clusters live: .data/ in the repository, unless the server's user cannot reach it
+# (a clone under /root, mode 700): then a folder of the repository's own under /var/tmp.
+pg_root() {
     mkdir -p "$DATA_ROOT"
     chmod 755 "$DATA_ROOT"
+    if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$DATA_ROOT" 2>/dev/null; then
+        local alt="/var/tmp/atlas-secrets-pg/$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)"
+        mkdir -p "$alt"
+        chmod 755 /var/tmp/atlas-secrets-pg "$alt"
+        echo "$alt"
+    else
+        echo "$DATA_ROOT"
+    fi
+}
+
+# pg_start NAME PORT [fast]: a private cluster in NAME under pg_root (.data/NAME), listening on
+# 127.0.0.1:PORT and a unix socket in NAME/socket; prints nothing; sets DATABASE_URL. "fast" turns
+# off durability (tests only). Idempotent: a running cluster is reused.
+pg_start() {
+    local name=$1 port=$2 mode=${3:-}
+    local dir bindir
+    dir="$(pg_root)/$name"
+    bindir=$(pg_bindir) || { echo "PostgreSQL server binaries not found" >&2; return 69; }
     if [ ! -f "$dir/data/PG_VERSION" ]; then
         mkdir -p "$dir/data" "$dir/socket"
         [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir"
@@ -75,7 +89,8 @@ pg_start() {
 }
 
 pg_stop() {
-    local name=$1 dir="$DATA_ROOT/$1" bindir
+    local name=$1 dir bindir
+    dir="$(pg_root)/$name"
     bindir=$(pg_bindir) || return 0
     [ -f "$dir/data/PG_VERSION" ] || return 0
     as_pg_user "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
