@@ -59,6 +59,8 @@ CREATE INDEX secret_jobs_claim ON secret_jobs (priority DESC, run_at, id) WHERE 
 CREATE INDEX secret_jobs_claim_by_batch_org ON secret_jobs (batch, org_id, priority DESC, run_at, id) WHERE state = 'queued';
 -- One job at a time per service account: a second running job for the same account is refused.
 CREATE UNIQUE INDEX secret_jobs_one_running_per_account ON secret_jobs (org_id, client_id) WHERE state = 'running';
+-- The next due job (status's oldest waiting job, drain's next runnable time).
+CREATE INDEX secret_jobs_queued_run_at ON secret_jobs (run_at) WHERE state = 'queued';
 -- A service account's jobs (reconciliation checks what the others hold).
 CREATE INDEX secret_jobs_account ON secret_jobs (org_id, client_id);
 -- Jobs that must settle an unknown outcome before their account's other jobs may run.

@@ -116,7 +116,7 @@ extension EndToEnd {
             let first = try #require(try h.listJobs(["--batch", "now"]).first)
             let out = try h.cli(["cancel", String(first.id)])
             #expect(out.status == 65)
-            #expect(out.stderr.contains("job \(first.id) is succeeded, only queued jobs can be cancelled"), "\(out.stderr)")
+            #expect(out.stderr.contains("job \(first.id) is succeeded: only queued jobs not settling an unknown outcome can be cancelled"), "\(out.stderr)")
             #expect(try h.showJob(first.id).state == "succeeded")
         }
     }

@@ -72,14 +72,14 @@ extension CLI.Context {
     func retry(_ o: RetryOptions) throws {
         try withDatabase { conn in
             let ids = try JobQueries.retry(conn, ids: o.jobIDs.isEmpty ? nil : o.jobIDs, batch: o.batch)
-            try explain(conn, requested: o.jobIDs, done: ids, verb: "requeued", allowed: "failed or cancelled")
+            try explain(conn, requested: o.jobIDs, done: ids, verb: "requeued", allowed: "failed or cancelled jobs")
         }
     }
 
     func cancel(_ o: CancelOptions) throws {
         try withDatabase { conn in
             let ids = try JobQueries.cancel(conn, ids: o.jobIDs.isEmpty ? nil : o.jobIDs, batch: o.batch)
-            try explain(conn, requested: o.jobIDs, done: ids, verb: "cancelled", allowed: "queued")
+            try explain(conn, requested: o.jobIDs, done: ids, verb: "cancelled", allowed: "queued jobs not settling an unknown outcome")
         }
     }
 
@@ -90,7 +90,7 @@ extension CLI.Context {
         guard !skipped.isEmpty else { return }
         let states = try JobQueries.states(conn, ids: skipped)
         let reasons = skipped.map { id in
-            states[id].map { "job \(id) is \($0.rawValue), only \(allowed) jobs can be \(verb)" } ?? "job \(id) does not exist"
+            states[id].map { "job \(id) is \($0.rawValue): only \(allowed) can be \(verb)" } ?? "job \(id) does not exist"
         }
         throw CommandFailure(reasons.joined(separator: "\n"), .dataError)
     }

@@ -27,6 +27,10 @@ struct JobProcessor {
                        detail: "no credential for organization \(job.orgId): add it to the credentials file (--credentials or ATLAS_SECRETS_CREDENTIALS_FILE)",
                        status: nil, ms: elapsedMs())
         }
+        // Whether an earlier create of this job may have made a secret nobody has accounted for.
+        // Only a settle (reconcile) clears it, only an ambiguous create sets it: a failed read or
+        // delete in between leaves it as it was.
+        var unsettled = job.needsReconcile
         do {
             // 1. What the account holds right before this attempt's create, so that a secret the
             //    create makes without our seeing it can be told apart. A previous attempt whose
@@ -39,6 +43,7 @@ struct JobProcessor {
             var known: [String]
             if job.needsReconcile, let knownIds = job.knownSecretIds {
                 guard let settled = try reconcile(fence, job, credential, known: knownIds) else { return .superseded }
+                unsettled = false
                 snapshot = settled
                 known = settled.map(\.id)
             } else if let knownIds = job.knownSecretIds, job.knownSecretsAttempt == fence.attempt,
@@ -103,9 +108,9 @@ struct JobProcessor {
                 }
                 return retryOrFail(fence, job, error: error, needsReconcile: !reconciled, ms: elapsedMs())
             }
-            return store(created, fence, job, credential, snapshot: snapshot, ms: elapsedMs())
+            return store(created, fence, job, credential, snapshot: snapshot, known: known, ms: elapsedMs())
         } catch let error as AtlasError {
-            return handle(error, fence, job, ms: elapsedMs())
+            return handle(error, fence, job, unsettled: unsettled, ms: elapsedMs())
         } catch {
             // Database trouble that outlived the pool's retries: the lease will expire and the
             // job will be rescued and reconciled by whichever worker is alive.
@@ -148,22 +153,26 @@ struct JobProcessor {
     /// Encrypts and stores the new secret; a refused write makes it an orphan.
     private func store(
         _ created: ServiceAccountSecret, _ fence: JobFence, _ job: Job, _ credential: AtlasCredential,
-        snapshot: [ServiceAccountSecret]?, ms: Int
+        snapshot: [ServiceAccountSecret]?, known: [String], ms: Int
     ) -> WorkerState.Outcome {
         guard let plaintext = created.secret,
               let createdAt = AtlasTime.parse(created.createdAt), let expiresAt = AtlasTime.parse(created.expiresAt)
         else {
             // AtlasClient validates the 201; this is a defence against a future change there.
-            return handle(AtlasError(code: .invalidResponse, operation: "create secret", message: "201 without secret or timestamps", isAmbiguous: true), fence, job, ms: ms)
+            return handle(AtlasError(code: .invalidResponse, operation: "create secret", message: "201 without secret or timestamps", isAmbiguous: true), fence, job, unsettled: true, ms: ms)
         }
         let sealed = SecretBox.seal(plaintext, key: context.key, associatedData: Self.associatedData(jobId: job.id))
         let masked = created.maskedSecretValue ?? maskSecret(plaintext)
         // Creating a secret shortens the account's older secrets to expire within 7 days.
         let week = createdAt.addingTimeInterval(7 * 24 * 3600)
-        let shortened: [[String: String]] = (snapshot ?? []).compactMap { old in
-            guard let oldExpiry = AtlasTime.parse(old.expiresAt), oldExpiry > week else { return nil }
-            return ["id": old.id, "expiresAt": AtlasTime.format(week)]
-        }
+        // Known expiries (a fresh read) give the exact list; a reused read gives its ids, each now
+        // expiring by a week from now at the latest.
+        let shortened: [[String: String]] = snapshot.map { live in
+            live.compactMap { old in
+                guard let oldExpiry = AtlasTime.parse(old.expiresAt), oldExpiry > week else { return nil }
+                return ["id": old.id, "expiresAt": AtlasTime.format(week)]
+            }
+        } ?? known.map { ["id": $0, "expiresAt": AtlasTime.format(week)] }
         let success = JobStore.Success(
             secretId: created.id, createdAt: createdAt, expiresAt: expiresAt, maskedSecret: masked,
             ciphertext: sealed, keyId: context.key.id, shortenedJSON: Self.json(shortened), httpStatus: 201, durationMs: ms)
@@ -175,14 +184,17 @@ struct JobProcessor {
         do {
             written = try write { conn throws(PGError) in try JobStore.complete(conn, fence, success) }
         } catch {
+            // The database stayed out of reach: the write may even have committed. Leave the
+            // secret alone; if the job is not recorded as succeeded, its lease expires and the
+            // next attempt settles it (revoking this secret then).
             log.error("job.result_unwritable", ["job": "\(job.id)", "secret": created.id, "error": "\(error)"])
-            written = false
+            return .givenBack
         }
         if written {
             log.info("job.succeeded", ["job": "\(job.id)", "org": job.orgId, "attempt": "\(fence.attempt)", "secret": created.id, "ms": "\(ms)"])
             return .succeeded
         }
-        // Superseded (or unwritable): the secret this attempt created has no home. Its value will
+        // Superseded: the secret this attempt created has no home. Its value will
         // never be readable again, so it is an orphan: revoke it (or keep it, by policy).
         log.warning("attempt.superseded", ["job": "\(job.id)", "attempt": "\(fence.attempt)", "secret": created.id])
         if config.orphanPolicy == .revoke {
@@ -250,20 +262,22 @@ struct JobProcessor {
     }
 
     /// Classifies an Atlas failure into the job's next state.
-    private func handle(_ error: AtlasError, _ fence: JobFence, _ job: Job, ms: Int) -> WorkerState.Outcome {
+    /// `unsettled`: an earlier create's outcome is still unknown (kept on the job whatever this
+    /// failure was, so that the next attempt settles it first).
+    private func handle(_ error: AtlasError, _ fence: JobFence, _ job: Job, unsettled: Bool, ms: Int) -> WorkerState.Outcome {
         switch error.code {
         case .rateLimited where error.httpStatus == nil:
             // Held back by this process's gate (the org is throttled): nothing was sent.
             let delay = error.retryAfter ?? 0
             log.debug("job.deferred", ["job": "\(job.id)", "org": job.orgId, "retry_after": String(format: "%.2f", delay)])
-            return end(fence, job, .giveBack(delay: delay, needsReconcile: job.needsReconcile, outcome: "deferred"),
+            return end(fence, job, .giveBack(delay: delay, needsReconcile: unsettled, outcome: "deferred"),
                        code: "ORG_THROTTLED", detail: error.description, status: nil, ms: ms)
         case .rateLimited:
             let delay = error.retryAfter ?? config.throttleBackoff.delay(afterAttempt: 1, retryAfter: nil)
             context.gate.close(job.orgId, for: delay)
             context.throttle(org: job.orgId, seconds: delay)
             log.info("job.throttled", ["job": "\(job.id)", "org": job.orgId, "retry_after": String(format: "%.1f", delay)])
-            return end(fence, job, .giveBack(delay: delay, needsReconcile: job.needsReconcile, outcome: "throttled"),
+            return end(fence, job, .giveBack(delay: delay, needsReconcile: unsettled, outcome: "throttled"),
                        code: error.apiError?.errorCode ?? "RATE_LIMITED", detail: error.description, status: error.httpStatus, ms: ms)
         case .authentication:
             // The org's credential was refused: every job of the org would fail the same way, so the
@@ -271,16 +285,20 @@ struct JobProcessor {
             let reason = "credential refused (HTTP \(error.httpStatus.map(String.init) ?? "?")\(error.apiError.map { " \($0.errorCode)" } ?? "")) at \(AtlasTime.format(Date()))"
             context.pause(org: job.orgId, reason: reason)
             log.error("org.paused", ["org": job.orgId, "job": "\(job.id)", "reason": reason])
-            return end(fence, job, .giveBack(delay: 0, needsReconcile: job.needsReconcile, outcome: "paused"),
+            return end(fence, job, .giveBack(delay: 0, needsReconcile: unsettled, outcome: "paused"),
                        code: "CREDENTIAL_REFUSED", detail: error.description, status: error.httpStatus, ms: ms)
         case .transport, .invalidResponse:
-            return retryOrFail(fence, job, error: error, needsReconcile: error.isAmbiguous, ms: ms)
+            return retryOrFail(fence, job, error: error, needsReconcile: unsettled, ms: ms)
         default:
             if let status = error.httpStatus, status >= 500 {
-                return retryOrFail(fence, job, error: error, needsReconcile: error.isAmbiguous, ms: ms)
+                return retryOrFail(fence, job, error: error, needsReconcile: unsettled, ms: ms)
+            }
+            var detail = error.apiError?.detail ?? error.description
+            if unsettled && error.httpStatus != 404 {
+                detail += " (an earlier attempt's create may have left a secret on the account; it could not be checked)"
             }
             return end(fence, job, .fail, code: error.apiError?.errorCode ?? "HTTP_\(error.httpStatus ?? 0)",
-                       detail: error.apiError?.detail ?? error.description, status: error.httpStatus, ms: ms)
+                       detail: detail, status: error.httpStatus, ms: ms)
         }
     }
 

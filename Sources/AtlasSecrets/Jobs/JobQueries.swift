@@ -131,7 +131,9 @@ public enum JobQueries {
                 try row["secret_key_id"].optionalString())
     }
 
-    /// Requeues failed (or cancelled) jobs with fresh attempts; returns the ids requeued.
+    /// Requeues failed (or cancelled) jobs with as many attempts again as they had (the attempt
+    /// count itself never goes back: it is part of every write's fence), forgetting the account
+    /// read they made (it may be days old); returns the ids requeued.
     public static func retry(_ conn: PGConnection, ids: [Int64]?, batch: String?) throws(PGError) -> [Int64] {
         let target: PGQuery
         if let ids {
@@ -140,21 +142,25 @@ public enum JobQueries {
             target = "state = 'failed' \(filter(batch: batch, org: nil))"
         }
         let rows = try conn.query("""
-            UPDATE secret_jobs SET state = 'queued', attempts = 0, run_at = now(), finished_at = NULL, updated_at = now()
+            UPDATE secret_jobs SET state = 'queued', max_attempts = least(100, attempts + max_attempts),
+                known_secret_ids = NULL, known_secrets_attempt = NULL,
+                run_at = now(), finished_at = NULL, updated_at = now()
             WHERE \(target) RETURNING id
             """).rows
         if !rows.isEmpty { _ = try conn.execute("SELECT pg_notify('atlas_secrets_jobs', '')") }
         return try rows.map { row throws(PGError) in try row["id"].int64() }.sorted()
     }
 
-    /// Cancels jobs that have not started (queued); returns the ids cancelled.
+    /// Cancels jobs that have not started (queued), except those still settling an earlier
+    /// create's unknown outcome (a secret may exist that only their next attempt will revoke);
+    /// returns the ids cancelled.
     public static func cancel(_ conn: PGConnection, ids: [Int64]?, batch: String?) throws(PGError) -> [Int64] {
         let idFilter: PGQuery = ids.map { "id = ANY(\($0))" } ?? "TRUE"
         let target: PGQuery = "\(idFilter) \(filter(batch: batch, org: nil))"
         let rows = try conn.query("""
             UPDATE secret_jobs SET state = 'cancelled', finished_at = now(), updated_at = now(),
                 last_error_code = 'CANCELLED', last_error_detail = 'cancelled by an operator'
-            WHERE \(target) AND state = 'queued' RETURNING id
+            WHERE \(target) AND state = 'queued' AND NOT needs_reconcile RETURNING id
             """).rows
         return try rows.map { row throws(PGError) in try row["id"].int64() }.sorted()
     }

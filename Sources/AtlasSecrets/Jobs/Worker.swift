@@ -228,8 +228,9 @@ public final class Worker: Sendable {
                     do {
                         jobs = try JobStore.claim(c, limit: min(free, 64), options: options)
                     } catch {
-                        // uniqueViolation: another worker claimed a job of the same account at the same moment.
-                        guard error.sqlState == .uniqueViolation else { throw error }
+                        // Another worker claimed a job of the same account at the same moment: the
+                        // unique index refused one claim (or the two deadlocked). Claim again.
+                        guard error.sqlState == .uniqueViolation || error.sqlState == .deadlockDetected else { throw error }
                         jobs = []
                     }
                     if !jobs.isEmpty {

@@ -76,7 +76,8 @@ final class WorkerState: Sendable {
     /// A lane is done with a job, whatever the outcome.
     func finished(_ fence: JobFence, outcome: Outcome) {
         fields.withLock { f in
-            f.inFlight[fence.jobId] = nil
+            // Only this attempt's entry: a newer attempt of the same job may have replaced it.
+            if f.inFlight[fence.jobId] == fence { f.inFlight[fence.jobId] = nil }
             switch outcome {
             case .succeeded: f.succeeded += 1
             case .failed: f.failed += 1
