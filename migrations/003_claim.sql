@@ -12,8 +12,8 @@
 -- bitmap and sequential scans are off inside this function only; without them a fresh table that
 -- was never ANALYZEd got a plan that sorted every queued row).
 --
--- A paused org (its credential was refused) is tried again 5 minutes after the pause, by one
--- claim: if the credential is still refused, the pause starts again; no attempt is spent either way.
+-- A paused org (its credential was refused) is tried again 5 minutes after the pause, with one
+-- job: its success lifts the pause, its failure starts it again; no attempt is spent either way.
 --
 -- --per-org-concurrency (p_org_cap) and --org-rate (p_org_rate, jobs started per second per org)
 -- hold across every worker: when either is set, claims take a transaction-level advisory lock, so
@@ -81,6 +81,9 @@ BEGIN
     ), allowed AS (
         SELECT r.* FROM ranked r
         WHERE (p_org_rate IS NULL OR r.org_rank = 1)
+          -- A paused org whose pause has run out gets one job: a probe of its credential.
+          AND (r.org_rank = 1 OR NOT EXISTS (SELECT 1 FROM secret_org_pacing p
+                                             WHERE p.org_id = r.org_id AND p.paused_reason IS NOT NULL))
           AND (p_org_cap IS NULL OR r.org_rank + (
                 SELECT coalesce(sum(n), 0) FROM secret_job_counts k
                 WHERE k.org_id = r.org_id AND k.state = 'running') <= p_org_cap)
@@ -96,6 +99,11 @@ BEGIN
         SET next_slot_at = greatest(p.next_slot_at, now()) + make_interval(secs => 1.0 / p_org_rate), updated_at = now()
         WHERE p.next_slot_at IS NULL OR p.next_slot_at <= now()
         RETURNING p.org_id
+    ), probing AS (
+        -- Re-arm the pause while the probe runs: other claims leave the org alone; the probe's
+        -- success clears the pause, its failure sets it again.
+        UPDATE secret_org_pacing p SET paused_at = now(), updated_at = now()
+        WHERE p.paused_reason IS NOT NULL AND p.org_id IN (SELECT a.org_id FROM allowed a)
     ), chosen AS (
         SELECT a.id FROM allowed a
         WHERE p_org_rate IS NULL OR a.org_id IN (SELECT s.org_id FROM slots s)

@@ -149,4 +149,25 @@ import Testing
         #expect(status.counts.total == 50)
         #expect(status.orgs.count == 2)
     }
+
+    @Test func aPauseThatRanOutLetsOneProbeThroughAndItsSuccessLiftsThePause() throws {
+        defer { db.drop() }
+        let conn = try db.connect()
+        try insertJobs(conn, count: 6, orgs: 1)
+        let org = TestIds.org(0)
+        try conn.execute("""
+            INSERT INTO secret_org_pacing (org_id, paused_reason, paused_at)
+            VALUES (\(org), 'credential refused', now() - interval '1 minute')
+            """)
+        #expect(try JobStore.claim(conn, limit: 10, options: options("w1")).isEmpty)  // paused
+        try conn.execute("UPDATE secret_org_pacing SET paused_at = now() - interval '6 minutes'")
+        let probe = try JobStore.claim(conn, limit: 10, options: options("w1"))
+        #expect(probe.count == 1)  // one job, not a herd
+        #expect(try JobStore.claim(conn, limit: 10, options: options("w2")).isEmpty)  // re-armed meanwhile
+        #expect(try JobStore.recordAttemptStarted(conn, probe[0].fence, knownSecretIds: []))
+        #expect(try JobStore.complete(conn, probe[0].fence, success("aaaaaaaaaaaaaaaaaaaaaaaa")))
+        let pacing = try conn.query("SELECT paused_reason FROM secret_org_pacing").rows[0]
+        #expect(pacing["paused_reason"].isNull)
+        #expect(try JobStore.claim(conn, limit: 10, options: options("w2")).count == 5)
+    }
 }

@@ -132,7 +132,11 @@ public enum JobStore {
                     finished_at = now(), updated_at = now(), last_http_status = \(s.httpStatus),
                     last_error_code = NULL, last_error_detail = NULL
                 WHERE \(fenced(f))
-                RETURNING j.id
+                RETURNING j.id, j.org_id
+            ), unpause AS (
+                -- The org's credential works: a pause from an earlier refusal is over.
+                UPDATE secret_org_pacing p SET paused_reason = NULL, paused_at = NULL, updated_at = now()
+                FROM done WHERE p.org_id = done.org_id AND p.paused_reason IS NOT NULL
             ), history AS (
                 UPDATE secret_job_attempts a
                 SET finished_at = now(), outcome = 'succeeded', http_status = \(s.httpStatus),
