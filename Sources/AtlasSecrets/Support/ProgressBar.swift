@@ -23,6 +23,7 @@ public final class ProgressBar: Sendable {
         var done = 0
         var total: Int
         var lastDraw: Double = -1
+        var lastCounts: (done: Int, total: Int)?
     }
 
     private let state: Mutex<State>
@@ -62,10 +63,13 @@ public final class ProgressBar: Sendable {
     /// Draws the final state and ends the bar's line.
     public func finish() {
         guard !isOff else { return }
-        let text = state.withLock { s in
-            Self.render(done: s.done, total: s.total, elapsed: Self.now() - start, label: label, width: self.useBar ? Console.terminalWidth() : nil)
-        }
         let useBar = self.useBar
+        let text: String? = state.withLock { s in
+            // Plain lines: the last line already said this.
+            if !useBar, let last = s.lastCounts, last == (s.done, s.total) { return nil }
+            return Self.render(done: s.done, total: s.total, elapsed: Self.now() - start, label: label, width: useBar ? Console.terminalWidth() : nil)
+        }
+        guard let text else { return }
         Console.queue.async {
             if useBar {
                 Console.setStatusLineOnQueue(nil)
@@ -84,6 +88,7 @@ public final class ProgressBar: Sendable {
             change(&s)
             guard now - s.lastDraw >= interval || (s.total > 0 && s.done >= s.total) else { return nil }
             s.lastDraw = now
+            s.lastCounts = (s.done, s.total)
             return Self.render(done: s.done, total: s.total, elapsed: now - start, label: label, width: self.useBar ? Console.terminalWidth() : nil)
         }
         guard let text else { return }
