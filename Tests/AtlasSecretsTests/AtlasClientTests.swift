@@ -59,6 +59,28 @@ import Testing
         #expect(body == ["secretExpiresAfterHours": 720])
     }
 
+    /// libcurl resends a request once, silently, when a kept-alive connection dies before any
+    /// reply: for a create that could make a second secret. Creates get a connection of their
+    /// own; reads keep theirs.
+    @Test func everyCreateGoesOnAFreshConnectionWhileReadsReuseOne() throws {
+        let server = Self.server { request, _ in
+            request.method == "POST"
+                ? .respond(status: 201, headers: Self.json, body: Self.created)
+                : .respond(status: 200, headers: Self.json, body: #"{"clientId":"\#(Self.clientId)","secrets":[]}"#)
+        }
+        defer { server.stop() }
+        let client = Self.client(server)
+        for _ in 0..<3 {
+            _ = try client.getServiceAccount(orgId: Self.orgId, clientId: Self.clientId, credential: Self.serviceAccount)
+        }
+        let afterReads = server.connectionCount
+        #expect(afterReads == 1)  // token and reads share one connection
+        for _ in 0..<3 {
+            _ = try client.createSecret(orgId: Self.orgId, clientId: Self.clientId, expiresAfterHours: 8, credential: Self.serviceAccount)
+        }
+        #expect(server.connectionCount == afterReads + 3)
+    }
+
     @Test func a201WithoutMaskedValueIsAccepted() throws {
         let server = Self.server { _, _ in
             .respond(status: 201, body: #"{"id":"6a1a2b3c4d5e6f7a8b9c0d1f","createdAt":"c","expiresAt":"e","secret":"mdb_sa_sk_x"}"#)

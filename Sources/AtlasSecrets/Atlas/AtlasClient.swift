@@ -29,7 +29,9 @@ public final class AtlasClient {
         let path = AtlasURL.path(["orgs", orgId, "serviceAccounts", clientId, "secrets"])
         let operation = "POST /api/atlas/v2/orgs/{orgId}/serviceAccounts/{clientId}/secrets"
         let body = Array("{\"secretExpiresAfterHours\":\(expiresAfterHours)}".utf8)
-        let response = try perform(method: "POST", path: path, body: body, credential: credential, operation: operation)
+        // A fresh connection: libcurl silently resends a request whose kept-alive connection died
+        // before any reply, which for a create could make a second secret.
+        let response = try perform(method: "POST", path: path, body: body, credential: credential, operation: operation, freshConnection: true)
         guard response.status == 201 || response.status == 200 else {
             throw AtlasResponse.error(response, operation: operation, isAmbiguous: nil)
         }
@@ -77,8 +79,9 @@ public final class AtlasClient {
     }
 
     /// Sends one API request with auth; returns any response except an auth failure.
-    private func perform(method: String, path: String, body: [UInt8]?, credential: AtlasCredential, operation: String) throws(AtlasError) -> HTTPResponse {
+    private func perform(method: String, path: String, body: [UInt8]?, credential: AtlasCredential, operation: String, freshConnection: Bool = false) throws(AtlasError) -> HTTPResponse {
         var request = HTTPRequest(method: method, url: baseURL + path, headers: [("Accept", atlasMediaType)], body: body)
+        request.freshConnection = freshConnection
         if body != nil { request.headers.append(("Content-Type", atlasMediaType)) }
         let response: HTTPResponse
         lastRateLimitRemaining = nil

@@ -8,6 +8,8 @@ public struct HTTPRequest: Sendable {
     public var url: String
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]?
+    /// Send on a connection of its own, closed after the reply (see `Configuration.freshConnectionForPOST`).
+    public var freshConnection = false
 
     /// A request; `body` nil sends none (an empty array sends `Content-Length: 0`).
     public init(method: String, url: String, headers: [(name: String, value: String)] = [], body: [UInt8]? = nil) {
@@ -181,7 +183,7 @@ public final class HTTPClient {
         set(ccurl_setopt_string(handle, CURLOPT_USERAGENT, configuration.userAgent))
 
         let method = request.method.uppercased()
-        if method == "POST" && configuration.freshConnectionForPOST {
+        if request.freshConnection || (method == "POST" && configuration.freshConnectionForPOST) {
             // A connection of its own, closed after the reply: not left in the cache either.
             set(ccurl_setopt_long(handle, CURLOPT_FRESH_CONNECT, 1))
             set(ccurl_setopt_long(handle, CURLOPT_FORBID_REUSE, 1))

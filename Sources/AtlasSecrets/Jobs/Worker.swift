@@ -92,9 +92,9 @@ public final class Worker: Sendable {
         public var poolSize: Int = 4
         /// How long a result write is retried across lost database connections.
         public var resultWriteDeadline: Double = 300
-        /// Creates go on a fresh connection: libcurl silently resends a request whose kept-alive
-        /// connection died before the reply, which for a create could make a second secret.
-        public var http = HTTPClient.Configuration(freshConnectionForPOST: true)
+        /// Timeouts and identity of the Atlas calls (each create goes on a fresh connection of its
+        /// own: AtlasClient asks for it; token and revoke calls keep their connections).
+        public var http = HTTPClient.Configuration()
         /// Redraw a progress line on stderr.
         public var progress: Bool = false
 
