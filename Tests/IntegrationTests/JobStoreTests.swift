@@ -170,4 +170,22 @@ import Testing
         #expect(pacing["paused_reason"].isNull)
         #expect(try JobStore.claim(conn, limit: 10, options: options("w2")).count == 5)
     }
+
+    /// Writes are retried when a commit's reply is lost: repeating one must not duplicate history.
+    @Test func attemptStartAndRevocationRecordsAreIdempotent() throws {
+        defer { db.drop() }
+        let conn = try db.connect()
+        try insertJobs(conn, count: 1)
+        let claimed = try #require(try JobStore.claim(conn, limit: 1, options: options("w1")).first)
+        #expect(try JobStore.recordAttemptStarted(conn, claimed.fence, knownSecretIds: ["aaaaaaaaaaaaaaaaaaaaaaaa"]))
+        #expect(try JobStore.recordAttemptStarted(conn, claimed.fence, knownSecretIds: ["aaaaaaaaaaaaaaaaaaaaaaaa"]))
+        let entry = #"[{"id": "bbbbbbbbbbbbbbbbbbbbbbbb", "action": "revoked", "reason": "r", "at": "t"}]"#
+        #expect(try JobStore.recordRevocations(conn, claimed.fence, json: entry))
+        #expect(try JobStore.recordRevocations(conn, claimed.fence, json: entry))
+        let (job, attempts) = try #require(try JobQueries.show(conn, id: claimed.job.id))
+        #expect(attempts.count == 1)
+        #expect(job.knownSecretIds == ["aaaaaaaaaaaaaaaaaaaaaaaa"])
+        let revoked = try JSONSerialization.jsonObject(with: Data(job.revokedSecrets.utf8)) as? [[String: String]]
+        #expect(revoked?.map { $0["id"] } == ["bbbbbbbbbbbbbbbbbbbbbbbb"])
+    }
 }

@@ -78,12 +78,17 @@ public enum JobStore {
         let job: PGQuery = knownSecretIds.map { ids in
             "UPDATE secret_jobs j SET known_secret_ids = \(ids), known_secrets_attempt = j.attempts, updated_at = now() WHERE \(fenced(f)) RETURNING j.id"
         } ?? "SELECT j.id FROM secret_jobs j WHERE \(fenced(f))"
+        // Idempotent: repeated after a lost reply, it finds its row and adds no second one.
         let q: PGQuery = """
-            WITH j AS (\(job))
-            INSERT INTO secret_job_attempts (job_id, attempt, owner)
-            SELECT id, \(f.attempt), \(f.owner) FROM j
+            WITH j AS (\(job)), started AS (
+                INSERT INTO secret_job_attempts (job_id, attempt, owner)
+                SELECT id, \(f.attempt), \(f.owner) FROM j
+                WHERE NOT EXISTS (SELECT 1 FROM secret_job_attempts a WHERE a.job_id = j.id
+                                  AND a.attempt = \(f.attempt) AND a.owner = \(f.owner) AND a.finished_at IS NULL)
+            )
+            SELECT count(*) AS n FROM j
             """
-        return try conn.execute(q) == 1
+        return try conn.query(q).rows[0]["n"].int() == 1
     }
 
     /// Stores the account's secret ids as this job saw them before its create. False when superseded.
@@ -99,7 +104,10 @@ public enum JobStore {
     /// Appends revoked (or kept) secrets to the job's record. False when superseded.
     public static func recordRevocations(_ conn: PGConnection, _ f: JobFence, json: String) throws(PGError) -> Bool {
         let q: PGQuery = """
-            UPDATE secret_jobs j SET revoked_secrets = j.revoked_secrets || \(json)::jsonb, updated_at = now()
+            UPDATE secret_jobs j SET updated_at = now(), revoked_secrets = j.revoked_secrets || coalesce((
+                -- Idempotent: entries already recorded (a repeat after a lost reply) are not added twice.
+                SELECT jsonb_agg(e) FROM jsonb_array_elements(\(json)::jsonb) e
+                WHERE NOT j.revoked_secrets @> jsonb_build_array(jsonb_build_object('id', e->'id'))), '[]'::jsonb)
             WHERE \(fenced(f))
             """
         return try conn.execute(q) == 1
