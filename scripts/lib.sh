@@ -78,7 +78,7 @@ pg_start() {
     fi
     if ! as_pg_user "$bindir/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
         if "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" >/dev/null 2>&1; then
-            echo "port $port is taken by another PostgreSQL; choose another port (see the script's *_PG_PORT variable)" >&2
+            echo "port $port is taken by another PostgreSQL; choose another with DEV_PG_PORT (dev-db.sh), DEMO_PG_PORT (demo.sh) or TEST_PG_PORT (test.sh)" >&2
             return 69
         fi
         as_pg_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "$opts" -w -t 60 start >/dev/null \

@@ -44,8 +44,12 @@ public struct RequestFileErrors: Error, Sendable, Equatable, CustomStringConvert
     /// One problem a line, then a count.
     public var description: String {
         let lines = errors.map(\.description).joined(separator: "\n")
-        let badLines = Set(errors.map { "\($0.file):\($0.line ?? 0)" }).count
-        return lines + "\n\(errors.count) problem\(errors.count == 1 ? "" : "s") in \(badLines) line\(badLines == 1 ? "" : "s"); nothing was queued."
+        let badLines = Set(errors.compactMap { e in e.line.map { "\(e.file):\($0)" } }).count
+        let files = Set(errors.filter { $0.line == nil }.map(\.file)).count
+        var places: [String] = []
+        if badLines > 0 { places.append("\(badLines) line\(badLines == 1 ? "" : "s")") }
+        if files > 0 { places.append("\(files) file\(files == 1 ? "" : "s")") }
+        return lines + "\n\(errors.count) problem\(errors.count == 1 ? "" : "s") in \(places.joined(separator: " and ")); nothing was queued."
     }
 }
 
