@@ -9,15 +9,6 @@ import Testing
     let db: TestDatabase
     init() throws { db = try migratedDatabase("faultstore") }
 
-    func options(_ owner: String, lease: Double = 30) -> JobStore.ClaimOptions {
-        JobStore.ClaimOptions(owner: owner, leaseSeconds: lease, orphanPolicy: "revoke")
-    }
-
-    func success(_ secretId: String) -> JobStore.Success {
-        JobStore.Success(secretId: secretId, createdAt: Date(), expiresAt: Date().addingTimeInterval(3600),
-                         maskedSecret: "mdb_sa_sk_…abcd", ciphertext: [1, 2, 3], keyId: "k1", shortenedJSON: "[]",
-                         httpStatus: 201, durationMs: 5)
-    }
 
     /// The columns a late write could regress, as one comparable value.
     func snapshot(_ conn: PGConnection, _ id: Int64) throws -> [String] {

@@ -8,15 +8,6 @@ import Testing
     let db: TestDatabase
     init() throws { db = try migratedDatabase("jobstore") }
 
-    func options(_ owner: String, lease: Double = 30) -> JobStore.ClaimOptions {
-        JobStore.ClaimOptions(owner: owner, leaseSeconds: lease, orphanPolicy: "revoke")
-    }
-
-    func success(_ secretId: String) -> JobStore.Success {
-        JobStore.Success(secretId: secretId, createdAt: Date(), expiresAt: Date().addingTimeInterval(3600),
-                         maskedSecret: "mdb_sa_sk_…abcd", ciphertext: [1, 2, 3], keyId: "k1", shortenedJSON: "[]",
-                         httpStatus: 201, durationMs: 5)
-    }
 
     @Test func claimTakesAtMostTheLimitAndOneJobPerAccount() throws {
         defer { db.drop() }

@@ -1,4 +1,4 @@
-import AtlasSecrets
+@testable import AtlasSecrets
 import Foundation
 
 /// A migrated schema for one suite.
@@ -30,4 +30,16 @@ func insertJobs(_ conn: PGConnection, count: Int, orgs: Int = 3, accountsPerOrg:
         RETURNING id
         """).rows
     return try rows.map { try $0["id"].int64() }
+}
+
+/// Claim options for queue-level tests.
+func options(_ owner: String, lease: Double = 30) -> JobStore.ClaimOptions {
+    JobStore.ClaimOptions(owner: owner, leaseSeconds: lease, orphanPolicy: "revoke")
+}
+
+/// A stand-in result for queue-level tests (no real secret: the ciphertext is three bytes).
+func success(_ secretId: String) -> JobStore.Success {
+    JobStore.Success(secretId: secretId, createdAt: Date(), expiresAt: Date().addingTimeInterval(3600),
+                     maskedSecret: "mdb_sa_sk_…abcd", ciphertext: [1, 2, 3], keyId: "k1", shortenedJSON: "[]",
+                     httpStatus: 201, durationMs: 5)
 }
