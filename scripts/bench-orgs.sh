@@ -41,7 +41,8 @@ build_release
 BENCH="$DATA_ROOT/bench-orgs"
 rm -rf "$BENCH"
 mkdir -p "$BENCH"
-fresh_database bench "$port" atlas_secrets_bench fast
+# track_functions: the report counts the claims and the time they took.
+PG_EXTRA_OPTS="-c track_functions=pl" fresh_database bench "$port" atlas_secrets_bench fast
 
 cleanup() {
     sim_stop
@@ -64,6 +65,13 @@ ATLAS_SECRETS_LOG_LEVEL=warning "$cli" worker --drain --concurrency "$concurrenc
 finished=$(date +%s.%N)
 "$cli" status --batch bench --json >"$BENCH/status.json"
 curl -fsS "$SIM/_sim/state" >"$BENCH/state.json"
+psql_bench() { psql "$DATABASE_URL" -XAtqc "$1"; }
+db_work=$(psql_bench "SELECT format('database: %s claims (%s ms in all, %s ms mean), %s job row updates, %s attempts recorded',
+    coalesce(f.calls, 0), round(coalesce(f.total_time, 0)), round(coalesce(f.total_time / nullif(f.calls, 0), 0)::numeric, 2),
+    t.n_tup_upd, (SELECT count(*) FROM secret_job_attempts))
+    FROM pg_stat_user_tables t LEFT JOIN pg_stat_user_functions f ON f.funcname = 'claim_secret_jobs'
+    WHERE t.relname = 'secret_jobs'")
+echo "$db_work"
 python3 scripts/bench_orgs.py report "$BENCH/state.json" "$BENCH/status.json" \
     --orgs "$orgs" --accounts "$accounts" --capacity "$capacity" --refill "$refill" \
-    --seconds "$(python3 -c "print($finished - $started)")" --concurrency "$concurrency"
+    --seconds "$(python3 -c "print($finished - $started)")" --started "$started" --concurrency "$concurrency"

@@ -57,6 +57,15 @@ def report(a):
         f" of {sum(minted.values())})",
         f"API requests: {counters.get('requests', 0)}, secrets created {counters.get('secretsCreated', 0)}",
     ]
+    first = counters.get("firstRequestAt", {})
+    last = counters.get("lastRequestAt", {})
+    if first and a.started is not None:
+        spans = [last[o] - first[o] for o in first]
+        lines.append(
+            f"timeline (s after the worker started): first API request +{min(first.values()) - a.started:.2f},"
+            f" last org's first request +{max(first.values()) - a.started:.2f},"
+            f" longest org schedule {max(spans):.2f} (ideal {ideal:.2f}),"
+            f" last request +{max(last.values()) - a.started:.2f}, worker exit +{a.seconds:.2f}")
     print("\n".join(lines))
     ok = (ideal == 0 or a.seconds <= 1.10 * ideal) and sum(early.values()) == 0 and over_window == 0 \
         and min(cred) == 1 and max(cred) == 1 and c["succeeded"] == a.orgs * a.accounts
@@ -78,6 +87,7 @@ def main():
     p.add_argument("--refill", type=float, required=True)
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--concurrency", type=int, default=0)
+    p.add_argument("--started", type=float, default=None, help="the worker's start, epoch seconds")
     return report(p.parse_args())
 
 

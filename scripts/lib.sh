@@ -71,6 +71,8 @@ pg_start() {
     fi
     local opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir/socket -c max_connections=200"
     [ "$mode" = fast ] && opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    # More server settings for one run (a benchmark's statistics), e.g. "-c track_functions=pl".
+    opts="$opts ${PG_EXTRA_OPTS:-}"
     # A cluster left running by an earlier run is reused only when it answers on this port.
     if as_pg_user "$bindir/pg_ctl" -D "$dir/data" status >/dev/null 2>&1 \
         && ! "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" >/dev/null 2>&1; then

@@ -41,11 +41,13 @@ extension AtlasSimulator {
         let now = SimClock.now()
         var rateHeaders: [(name: String, value: String)] = []
         if AtlasIdentifier.isOrgId(orgId), let admitted = state.withLock({ $0.admit(orgId: orgId, now: now) }) {
-            rateHeaders = [("RateLimit-Limit", String(admitted.limit)), ("RateLimit-Remaining", String(admitted.remaining))]
+            let (style429, headers) = state.withLock { ($0.rateLimits?.style429 ?? true, $0.rateLimits?.headers ?? .all) }
+            if headers == .all {
+                rateHeaders = [("RateLimit-Limit", String(admitted.limit)), ("RateLimit-Remaining", String(admitted.remaining))]
+            }
             if !admitted.ok {
-                let style429 = state.withLock { $0.rateLimits?.style429 ?? true }
                 var reply = Reply.error(style429 ? 429 : 400, SimErrorCode.rateLimited, "Too many requests for organization \(orgId); retry after \(admitted.retryAfter) s.")
-                reply.headers = [("Retry-After", String(admitted.retryAfter))] + rateHeaders
+                reply.headers = (headers == .none ? [] : [("Retry-After", String(admitted.retryAfter))]) + rateHeaders
                 return reply.render()
             }
         }

@@ -125,7 +125,7 @@ extension AtlasSimulator {
             let capacity = perOrg["capacity"]?.doubleValue, capacity >= 1,
             let refill = perOrg["refillPerSecond"]?.doubleValue, refill >= 0
         else {
-            return controlError(400, "body must be {\"perOrg\": {\"capacity\": N>=1, \"refillPerSecond\": R>=0}, \"style\": \"429\"|\"400\"}")
+            return controlError(400, "body must be {\"perOrg\": {\"capacity\": N>=1, \"refillPerSecond\": R>=0}, \"style\": \"429\"|\"400\", \"headers\": \"all\"|\"retry-after\"|\"none\"}")
         }
         let style: Bool
         switch json["style"] {
@@ -133,10 +133,21 @@ extension AtlasSimulator {
         case .string("400")?, .int(400)?: style = false
         default: return controlError(400, "style must be 429 or 400")
         }
+        let headers: RateLimitHeaders
+        switch json["headers"] {
+        case nil: headers = .all
+        case .string(let name)?:
+            guard let h = RateLimitHeaders(rawValue: name) else { return controlError(400, "headers must be all, retry-after or none") }
+            headers = h
+        default: return controlError(400, "headers must be all, retry-after or none")
+        }
         state.withLock {
-            $0.rateLimits = RateLimitSettings(capacity: capacity, refillPerSecond: refill, style429: style)
+            $0.rateLimits = RateLimitSettings(capacity: capacity, refillPerSecond: refill, style429: style, headers: headers)
             $0.buckets = [:]
         }
-        return controlReply(200, ["perOrg": ["capacity": .double(capacity), "refillPerSecond": .double(refill)], "style": style ? "429" : "400"])
+        return controlReply(200, [
+            "perOrg": ["capacity": .double(capacity), "refillPerSecond": .double(refill)], "style": style ? "429" : "400",
+            "headers": .string(headers.rawValue),
+        ])
     }
 }

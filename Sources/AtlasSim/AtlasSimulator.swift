@@ -240,7 +240,7 @@ public final class AtlasSimulator: Sendable {
         }
         if configuration.verbose {
             let ms = Int((SimClock.now() - started) * 1000)
-            let line = "atlas-sim \(request.method) \(request.path) -> \(response.dropConnection ? "dropped" : String(response.status)) \(ms)ms\n"
+            let line = "atlas-sim \(String(format: "%.3f", started)) \(request.method) \(request.path) -> \(response.dropConnection ? "dropped" : String(response.status)) \(ms)ms\n"
             AtlasSimulator.logQueue.async { FileHandle.standardError.write(Data(line.utf8)) }
         }
         return response

@@ -122,6 +122,16 @@ struct RateLimitSettings: Sendable {
     var refillPerSecond: Double
     /// Answer 429 (true) or 400 with errorCode RATE_LIMITED (false).
     var style429: Bool
+    /// Which headers go with answers (Atlas may leave any of them out).
+    var headers: RateLimitHeaders = .all
+}
+
+/// `all`: `RateLimit-Limit` and `RateLimit-Remaining` on every answer, `Retry-After` on a
+/// throttle; `retryAfter`: only `Retry-After`; `none`: no header at all.
+enum RateLimitHeaders: String, Sendable {
+    case all
+    case retryAfter = "retry-after"
+    case none
 }
 
 /// One org's token bucket.
@@ -152,12 +162,17 @@ struct SimCounters: Sendable {
     var tokensRevoked = 0
     var rejected429: [String: Int] = [:]
     var earlyRequests: [String: Int] = [:]
+    /// Per org, the simulator clock (seconds) of its first and last rate-limited request: how
+    /// long after the run's start each org began, and how long its schedule took.
+    var firstRequestAt: [String: Double] = [:]
+    var lastRequestAt: [String: Double] = [:]
     var faultsInjected = 0
     var digestChallenges = 0
     var authFailures = 0
 
     var json: JSON {
         func map(_ d: [String: Int]) -> JSON { .object(d.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) }) }
+        func times(_ d: [String: Double]) -> JSON { .object(d.sorted { $0.key < $1.key }.map { ($0.key, .double($0.value)) }) }
         return .object([
             ("requests", .int(requests)),
             ("createSecret", .int(createSecret)),
@@ -167,6 +182,8 @@ struct SimCounters: Sendable {
             ("tokensRevoked", .int(tokensRevoked)),
             ("rejected429", map(rejected429)),
             ("earlyRequests", map(earlyRequests)),
+            ("firstRequestAt", times(firstRequestAt)),
+            ("lastRequestAt", times(lastRequestAt)),
             ("faultsInjected", .int(faultsInjected)),
             ("digestChallenges", .int(digestChallenges)),
             ("authFailures", .int(authFailures)),

@@ -129,6 +129,8 @@ struct SimState: Sendable {
     mutating func admit(orgId: String, now: Double) -> (ok: Bool, retryAfter: Int, limit: Int, remaining: Int)? {
         if let until = retryAfterUntil[orgId], now < until { counters.earlyRequests[orgId, default: 0] += 1 }
         guard let settings = rateLimits else { return nil }
+        if counters.firstRequestAt[orgId] == nil { counters.firstRequestAt[orgId] = now }
+        counters.lastRequestAt[orgId] = now
         var bucket = buckets[orgId] ?? TokenBucket(tokens: settings.capacity, updatedAt: now)
         let taken = bucket.take(now: now, settings: settings)
         buckets[orgId] = bucket
