@@ -1,0 +1,162 @@
+-- A fairer, cheaper claim.
+--
+-- 1. Round robin across claims, not only within one. The claim used to order each (batch, org)'s
+--    first candidate by age: the same oldest organizations won every claim, so a batch over 200
+--    organizations ran org 0's jobs until its rate limit stopped them before org 199 had a single
+--    call, and lanes churned on throttled orgs. Now a (batch, org) with fewer jobs running comes
+--    first, then the one whose last job started longest ago (never: first). The counters keep
+--    when each (batch, org) last started a job, so this costs no extra write.
+-- 2. Candidates are locked only in the (batch, org)s that can win this claim (about twice the
+--    limit of them), not in every (batch, org) with queued work: a claim over 200 orgs locked
+--    400 rows to return a handful.
+-- 3. p_skip_orgs: orgs this worker knows to be throttled right now (its rate-limit gate is
+--    closed: Atlas said its bucket is empty); their jobs would only be handed back.
+--
+-- Everything else is as in 003: eligibility inside the locked subqueries, pinned planner
+-- settings, the advisory lock when a cap or a rate is set, the paused-org probe.
+
+ALTER TABLE secret_job_counts ADD COLUMN last_started_at timestamptz;
+
+CREATE OR REPLACE FUNCTION secret_job_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO secret_job_counts AS c (batch, org_id, state, n, last_started_at)
+        SELECT batch, org_id, state, count(*), CASE WHEN state = 'running' THEN now() END
+        FROM new_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (batch, org_id, state) DO UPDATE
+        SET n = c.n + EXCLUDED.n, last_started_at = coalesce(EXCLUDED.last_started_at, c.last_started_at);
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO secret_job_counts AS c (batch, org_id, state, n)
+        SELECT batch, org_id, state, -count(*) FROM old_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (batch, org_id, state) DO UPDATE SET n = c.n + EXCLUDED.n;
+    ELSE
+        INSERT INTO secret_job_counts AS c (batch, org_id, state, n, last_started_at)
+        SELECT batch, org_id, state, sum(d), CASE WHEN state = 'running' AND sum(d) > 0 THEN now() END
+        FROM (
+            SELECT batch, org_id, state, 1 AS d FROM new_rows
+            UNION ALL
+            SELECT batch, org_id, state, -1 FROM old_rows) deltas
+        GROUP BY 1, 2, 3 HAVING sum(d) <> 0 ORDER BY 1, 2, 3
+        ON CONFLICT (batch, org_id, state) DO UPDATE
+        SET n = c.n + EXCLUDED.n, last_started_at = coalesce(EXCLUDED.last_started_at, c.last_started_at);
+    END IF;
+    RETURN NULL;
+END $$;
+
+DROP FUNCTION claim_secret_jobs(text, integer, double precision, text, text, integer, double precision);
+
+CREATE FUNCTION claim_secret_jobs(
+    p_owner text, p_limit integer, p_lease_seconds double precision, p_orphan_policy text,
+    p_batch text DEFAULT NULL, p_org_cap integer DEFAULT NULL, p_org_rate double precision DEFAULT NULL,
+    p_skip_orgs text[] DEFAULT NULL)
+RETURNS SETOF secret_jobs
+LANGUAGE plpgsql
+SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off
+AS $$
+DECLARE
+    v_pairs integer;
+    v_take_pairs integer;
+    v_per_pair integer;
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 THEN
+        RETURN;
+    END IF;
+    IF p_org_cap IS NOT NULL OR p_org_rate IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(hashtext('atlas-secrets claim'));
+    END IF;
+    SELECT count(*) INTO v_pairs FROM secret_job_counts
+    WHERE state = 'queued' AND n > 0 AND (p_batch IS NULL OR batch = p_batch);
+    IF v_pairs = 0 THEN
+        RETURN;
+    END IF;
+    -- Candidates from about twice as many (batch, org)s as the claim can start (a (batch, org)
+    -- may turn out to have nothing eligible), at least two from each.
+    v_take_pairs := least(v_pairs, greatest(8, 2 * p_limit));
+    v_per_pair := least(p_limit, greatest(2, ceil(4.0 * p_limit / v_take_pairs)::integer));
+
+    RETURN QUERY
+    WITH pairs AS (
+        SELECT c.batch, c.org_id, coalesce(r.n, 0) AS running, r.last_started_at,
+               -- The (batch, org)'s most urgent due job, read without a lock (priorities win).
+               (SELECT j.priority FROM secret_jobs j
+                WHERE j.batch = c.batch AND j.org_id = c.org_id AND j.state = 'queued' AND j.run_at <= now()
+                ORDER BY j.priority DESC, j.run_at, j.id LIMIT 1) AS top_priority
+        FROM secret_job_counts c
+        LEFT JOIN secret_job_counts r ON r.batch = c.batch AND r.org_id = c.org_id AND r.state = 'running'
+        WHERE c.state = 'queued' AND c.n > 0 AND (p_batch IS NULL OR c.batch = p_batch)
+          AND (p_skip_orgs IS NULL OR c.org_id <> ALL (p_skip_orgs))
+          AND NOT EXISTS (SELECT 1 FROM secret_org_pacing p
+                          WHERE p.org_id = c.org_id
+                            AND (p.not_before > now()
+                                 OR (p.paused_reason IS NOT NULL AND p.paused_at > now() - interval '5 minutes')
+                                 OR (p_org_rate IS NOT NULL AND p.next_slot_at > now())))
+    ), chosen_pairs AS MATERIALIZED (
+        SELECT * FROM pairs WHERE top_priority IS NOT NULL
+        ORDER BY top_priority DESC, running, last_started_at NULLS FIRST, org_id, batch
+        LIMIT v_take_pairs
+    ), candidates AS MATERIALIZED (
+        SELECT x.*, pr.running AS pair_running, pr.last_started_at AS pair_last_started FROM chosen_pairs pr, LATERAL (
+            SELECT j.id, j.org_id, j.client_id, j.batch, j.priority, j.run_at
+            FROM secret_jobs j
+            WHERE j.batch = pr.batch AND j.org_id = pr.org_id
+              AND j.state = 'queued' AND j.run_at <= now()
+              AND NOT EXISTS (SELECT 1 FROM secret_jobs r
+                              WHERE r.state = 'running' AND r.org_id = j.org_id AND r.client_id = j.client_id)
+              -- Another job of the account has an attempt whose outcome is unknown: it settles first,
+              -- so that a secret it finds unaccounted for can only be its own.
+              AND NOT EXISTS (SELECT 1 FROM secret_jobs u
+                              WHERE u.state = 'queued' AND u.needs_reconcile AND u.id <> j.id
+                                AND u.org_id = j.org_id AND u.client_id = j.client_id)
+            ORDER BY j.priority DESC, j.run_at, j.id
+            LIMIT v_per_pair
+            FOR UPDATE OF j SKIP LOCKED
+        ) x
+    ), one_per_account AS (
+        SELECT DISTINCT ON (org_id, client_id) * FROM candidates
+        ORDER BY org_id, client_id, priority DESC, run_at, id
+    ), ranked AS (
+        SELECT c.*,
+               row_number() OVER (PARTITION BY c.org_id ORDER BY c.priority DESC, c.run_at, c.id) AS org_rank,
+               row_number() OVER (PARTITION BY c.org_id, c.batch ORDER BY c.priority DESC, c.run_at, c.id) AS batch_rank
+        FROM one_per_account c
+    ), allowed AS (
+        SELECT r.* FROM ranked r
+        WHERE (p_org_rate IS NULL OR r.org_rank = 1)
+          -- A paused org whose pause has run out gets one job: a probe of its credential.
+          AND (r.org_rank = 1 OR NOT EXISTS (SELECT 1 FROM secret_org_pacing p
+                                             WHERE p.org_id = r.org_id AND p.paused_reason IS NOT NULL))
+          AND (p_org_cap IS NULL OR r.org_rank + (
+                SELECT coalesce(sum(n), 0) FROM secret_job_counts k
+                WHERE k.org_id = r.org_id AND k.state = 'running') <= p_org_cap)
+        -- Priority, then round robin: the k-th job of a (batch, org) with n running counts as its
+        -- (n + k)-th; among equals, the (batch, org) served longest ago first.
+        ORDER BY r.priority DESC, r.pair_running + r.batch_rank, r.pair_last_started NULLS FIRST,
+                 r.org_rank, r.run_at, r.id
+        LIMIT p_limit
+    ), slots AS (
+        -- --org-rate: reserve the org's next slot; a slot already taken (by a claim that committed
+        -- first) is re-checked by the upsert and not reserved again.
+        INSERT INTO secret_org_pacing AS p (org_id, next_slot_at, updated_at)
+        SELECT a.org_id, now() + make_interval(secs => 1.0 / p_org_rate), now() FROM allowed a
+        WHERE p_org_rate IS NOT NULL
+        ON CONFLICT (org_id) DO UPDATE
+        SET next_slot_at = greatest(p.next_slot_at, now()) + make_interval(secs => 1.0 / p_org_rate), updated_at = now()
+        WHERE p.next_slot_at IS NULL OR p.next_slot_at <= now()
+        RETURNING p.org_id
+    ), probing AS (
+        -- Re-arm the pause while the probe runs: other claims leave the org alone; the probe's
+        -- success clears the pause, its failure sets it again.
+        UPDATE secret_org_pacing p SET paused_at = now(), updated_at = now()
+        WHERE p.paused_reason IS NOT NULL AND p.org_id IN (SELECT a.org_id FROM allowed a)
+    ), chosen AS (
+        SELECT a.id FROM allowed a
+        WHERE p_org_rate IS NULL OR a.org_id IN (SELECT s.org_id FROM slots s)
+    )
+    UPDATE secret_jobs j
+    SET state = 'running', attempts = j.attempts + 1, lease_owner = p_owner,
+        lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+        started_at = coalesce(j.started_at, now()), updated_at = now(), orphan_policy = p_orphan_policy
+    FROM chosen
+    WHERE j.id = chosen.id
+    RETURNING j.*;
+END $$;
