@@ -129,7 +129,7 @@ final class TestClock: Sendable {
         tokens.invalidate(clientId: Self.clientId, token: first)
         #expect(try tokens.token(for: Self.clientId, secret: Self.secret, using: http) == "tok-1")
 
-        tokens.revokeAll(using: http)
+        tokens.revokeAll { HTTPClient() }
         let revoke = try #require(server.requests.last)
         #expect(revoke.target == "/api/oauth/revoke")
         #expect(revoke.bodyText == "token=tok-1&token_type_hint=access_token")

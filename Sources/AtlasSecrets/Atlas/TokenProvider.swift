@@ -93,8 +93,10 @@ public final class TokenProvider: Sendable {
     }
 
     /// Revokes every cached token (`POST {base}/api/oauth/revoke`) and forgets them; errors are ignored.
-    /// Call at exit, after the lanes stopped.
-    public func revokeAll(using http: HTTPClient) {
+    /// Call at exit, after the lanes stopped. `http` makes one client per revoking thread: up to
+    /// `parallelism` revocations go out at once (a worker across 200 orgs holds 200 tokens, and
+    /// revoking them one by one made its exit a third of a second longer).
+    public func revokeAll(parallelism: Int = 8, http: @escaping @Sendable () -> HTTPClient) {
         let toRevoke: [(clientId: String, secret: String, token: String)] = state.withLock { value in
             var list: [(String, String, String)] = []
             for (clientId, entry) in value.entries {
@@ -103,7 +105,8 @@ public final class TokenProvider: Sendable {
             }
             return list
         }
-        for item in toRevoke {
+        let baseURL = self.baseURL
+        let revoke: @Sendable (HTTPClient, (clientId: String, secret: String, token: String)) -> Void = { client, item in
             let body = "token=\(formEncode(item.token))&token_type_hint=access_token"
             let request = HTTPRequest(
                 method: "POST", url: baseURL + "/api/oauth/revoke",
@@ -113,8 +116,26 @@ public final class TokenProvider: Sendable {
                     ("Content-Type", "application/x-www-form-urlencoded"),
                 ],
                 body: Array(body.utf8))
-            _ = try? http.send(request)
+            _ = try? client.send(request)
         }
+        let threads = min(max(1, parallelism), toRevoke.count)
+        guard threads > 1 else {
+            if !toRevoke.isEmpty { let client = http(); for item in toRevoke { revoke(client, item) } }
+            return
+        }
+        let done = DispatchGroup()
+        for k in 0..<threads {
+            done.enter()
+            let share = stride(from: k, to: toRevoke.count, by: threads).map { toRevoke[$0] }
+            let thread = Thread {
+                defer { done.leave() }
+                let client = http()
+                for item in share { revoke(client, item) }
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        done.wait()
     }
 
     private func fetch(clientId: String, secret: String, http: HTTPClient) throws(AtlasError) -> (String, Double) {
