@@ -9,6 +9,12 @@ import Foundation
 public final class PGConnection {
     private var conn: OpaquePointer?
     private var pending: [PGNotification] = []
+    /// Statements prepared on this connection, by SQL text: a worker runs the same few dozen
+    /// statements millions of times, and parsing and planning each anew took more of the
+    /// server's time than running them.
+    private var prepared: [String: String] = [:]
+    /// At most this many prepared statements per connection (statements past it run unprepared).
+    static let maxPrepared = 256
 
     /// Opens a connection.
     ///
@@ -90,7 +96,8 @@ public final class PGConnection {
         return conn
     }
 
-    /// Runs one statement with text-format binds (`PQexecParams`) and returns its rows.
+    /// Runs one statement with text-format binds and returns its rows: prepared once per
+    /// connection (`PQprepare`, then `PQexecPrepared`), or `PQexecParams` past `maxPrepared`.
     /// Throws `queryFailed` with the server's SQLSTATE and message, or `connectionLost`.
     @discardableResult
     public func query(_ q: PGQuery) throws(PGError) -> PGResult {
@@ -98,10 +105,35 @@ public final class PGConnection {
         let copies = q.binds.map { $0.map { strdup($0) } ?? nil }
         defer { copies.forEach { free($0) } }
         var pointers: [UnsafePointer<CChar>?] = copies.map { $0.map { UnsafePointer($0) } }
-        let result = pointers.withUnsafeMutableBufferPointer { buffer in
-            PQexecParams(conn, q.sql, Int32(buffer.count), nil, buffer.baseAddress, nil, nil, 0)
+        let count = Int32(pointers.count)
+        guard let name = try statement(q, conn: conn) else {
+            let result = pointers.withUnsafeMutableBufferPointer { PQexecParams(conn, q.sql, count, nil, $0.baseAddress, nil, nil, 0) }
+            return try consume(result, conn: conn, sql: q.sql)
         }
-        return try consume(result, conn: conn, sql: q.sql)
+        let result = pointers.withUnsafeMutableBufferPointer { PQexecPrepared(conn, name, count, $0.baseAddress, nil, nil, 0) }
+        do {
+            return try consume(result, conn: conn, sql: q.sql)
+        } catch {
+            // The server forgot it (a pooler in transaction mode hands out other sessions):
+            // stop preparing on this connection; the statement is run again unprepared.
+            guard error.sqlState == .invalidSQLStatementName else { throw error }
+            prepared = [:]
+            preparing = false
+            return try query(q)
+        }
+    }
+
+    /// False once the server lost a prepared statement: everything runs unprepared from then on.
+    private var preparing = true
+
+    /// The name of `q`'s prepared statement, preparing it first (nil: run it unprepared).
+    private func statement(_ q: PGQuery, conn: OpaquePointer) throws(PGError) -> String? {
+        if let name = prepared[q.sql] { return name }
+        guard preparing, prepared.count < Self.maxPrepared else { return nil }
+        let name = "atlas_secrets_\(prepared.count + 1)"
+        _ = try consume(PQprepare(conn, name, q.sql, Int32(q.binds.count), nil), conn: conn, sql: q.sql)
+        prepared[q.sql] = name
+        return name
     }
 
     /// Runs one statement and returns the number of affected rows.

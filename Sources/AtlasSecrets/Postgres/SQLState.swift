@@ -10,6 +10,7 @@ public struct SQLState: Sendable, Hashable, ExpressibleByStringLiteral, CustomSt
     public init(stringLiteral value: String) { self.raw = value }
 
     public static let uniqueViolation: SQLState = "23505"
+    public static let invalidSQLStatementName: SQLState = "26000"
     public static let checkViolation: SQLState = "23514"
     public static let notNullViolation: SQLState = "23502"
     public static let foreignKeyViolation: SQLState = "23503"
