@@ -1,3 +1,4 @@
+import AtlasSecrets
 import AtlasSim
 import Foundation
 import Testing
@@ -79,25 +80,46 @@ extension EndToEnd {
         }
 
         @Test func a429WaitsForRetryAfterWithoutSpendingAnAttempt() throws {
-            let h = try Harness("e2e_429", orgs: 1, accountsPerOrg: 1)
+            try throttledOnce(retryAfter: 2, name: "e2e_429") { conn, id in
+                // A short wait: the job stays with the worker, on its first attempt, the 429 on record.
+                let waiting = try conn.query("""
+                    SELECT state, attempts, last_http_status, last_error_code FROM secret_jobs WHERE id = \(id)
+                    """).rows[0]
+                #expect(try waiting["state"].string() == "running")
+                #expect(try waiting["attempts"].int() == 1)
+                #expect(try waiting["last_http_status"].int() == 429)
+                #expect(try waiting["last_error_code"].string().contains("RATE_LIMITED"))
+            }
+        }
+
+        @Test func aLongRetryAfterGivesTheJobBackWithoutSpendingAnAttempt() throws {
+            try throttledOnce(retryAfter: 7, name: "e2e_429_long") { conn, id in
+                // Longer than a worker holds a job: back to the queue, its attempt given back.
+                let waiting = try conn.query("""
+                    SELECT state, attempts, extract(epoch FROM run_at - now())::float8 AS wait FROM secret_jobs WHERE id = \(id)
+                    """).rows[0]
+                #expect(try waiting["state"].string() == "queued")
+                #expect(try waiting["attempts"].int() == 0)
+                #expect(try waiting["wait"].double() > 5.5)
+            }
+        }
+
+        /// One job whose create Atlas answers once with 429 and `Retry-After: retryAfter`; `waiting`
+        /// checks the job while it waits.
+        func throttledOnce(retryAfter: Int, name: String, waiting: (PGConnection, Int64) throws -> Void) throws {
+            let h = try Harness(name, orgs: 1, accountsPerOrg: 1)
             defer { h.close() }
-            try h.faults(#"[{\#(Self.createRule), "status": 429, "retryAfter": 2, "times": 1}]"#)
+            try h.faults(#"[{\#(Self.createRule), "status": 429, "retryAfter": \#(retryAfter), "times": 1}]"#)
             let id = try oneJob(h)
             let worker = try h.startWorker(["--drain", "--lease", "5"])
             defer { worker.stop() }
 
-            // While it waits: queued again, its attempt given back.
             let conn = try h.connect()
             defer { conn.close() }
             try waitFor("the throttled attempt", timeout: 15) {
                 try conn.query("SELECT count(*) AS n FROM secret_job_attempts WHERE outcome = 'throttled'").rows[0]["n"].int() == 1
             }
-            let waiting = try conn.query("""
-                SELECT state, attempts, extract(epoch FROM run_at - now())::float8 AS wait FROM secret_jobs WHERE id = \(id)
-                """).rows[0]
-            #expect(try waiting["state"].string() == "queued")
-            #expect(try waiting["attempts"].int() == 0)
-            #expect(try waiting["wait"].double() > 1.5)
+            try waiting(conn, id)
 
             #expect(worker.wait(timeout: 30) == 0, "\(worker.stderr)")
             let job = try h.showJob(id)
@@ -107,7 +129,7 @@ extension EndToEnd {
             #expect(history.map(\.outcome) == ["throttled", "succeeded"])
             #expect(history.map(\.httpStatus) == [429, 201])
             if history.count == 2, let throttledAt = isoDate(history[0].finishedAt), let retriedAt = isoDate(history[1].startedAt) {
-                #expect(retriedAt.timeIntervalSince(throttledAt) >= 2.0, "retried \(retriedAt.timeIntervalSince(throttledAt)) s after the 429")
+                #expect(retriedAt.timeIntervalSince(throttledAt) >= Double(retryAfter), "retried \(retriedAt.timeIntervalSince(throttledAt)) s after the 429")
             }
             // The simulator saw no request for the org before Retry-After had passed.
             let sim = try h.state()

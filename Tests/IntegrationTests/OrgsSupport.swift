@@ -39,8 +39,9 @@ extension Harness {
     func listJobs(batch: String) throws -> [JobJSON] { try listJobs(["--batch", batch]) }
 
     /// Per-org token buckets in the simulator.
-    func rateLimit(capacity: Int, refillPerSecond: Double, style: String = "429") throws {
-        try control("POST", "/_sim/rate-limits", #"{"perOrg": {"capacity": \#(capacity), "refillPerSecond": \#(refillPerSecond)}, "style": "\#(style)"}"#)
+    /// `headers`: all, retry-after or none (which headers the simulator sends with its answers).
+    func rateLimit(capacity: Int, refillPerSecond: Double, style: String = "429", headers: String = "all") throws {
+        try control("POST", "/_sim/rate-limits", #"{"perOrg": {"capacity": \#(capacity), "refillPerSecond": \#(refillPerSecond)}, "style": "\#(style)", "headers": "\#(headers)"}"#)
     }
 
     /// Latency added to every `/api` request.

@@ -14,6 +14,8 @@ public final class AtlasClient {
     private var digestSessions: [String: DigestSession] = [:]
     /// `RateLimit-Remaining` of the last API response (nil: absent, or no response), for pacing.
     public private(set) var lastRateLimitRemaining: Int?
+    /// `RateLimit-Limit` of the last API response (the bucket's capacity; nil: absent).
+    public private(set) var lastRateLimitLimit: Int?
 
     /// A client for `baseURL` (`https://cloud.mongodb.com`; a trailing `/` is tolerated).
     public init(baseURL: String, tokens: TokenProvider, http: HTTPClient) {
@@ -85,6 +87,7 @@ public final class AtlasClient {
         if body != nil { request.headers.append(("Content-Type", atlasMediaType)) }
         let response: HTTPResponse
         lastRateLimitRemaining = nil
+        lastRateLimitLimit = nil
         switch credential {
         case .serviceAccount(let clientId, let secret):
             response = try sendBearer(request, clientId: clientId, secret: secret, operation: operation)
@@ -92,6 +95,7 @@ public final class AtlasClient {
             response = try sendDigest(request, path: path, publicKey: publicKey, privateKey: privateKey, operation: operation)
         }
         lastRateLimitRemaining = response.header("RateLimit-Remaining").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        lastRateLimitLimit = response.header("RateLimit-Limit").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         if response.status == 401 || response.status == 403 {
             var error = AtlasResponse.error(response, operation: operation, isAmbiguous: false)
             if error.code != .rateLimited { error.code = .authentication }

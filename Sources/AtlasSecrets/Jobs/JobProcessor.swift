@@ -14,8 +14,15 @@ struct JobProcessor {
     /// Processes `claimed`; always reports the job finished to the worker state.
     func run(_ claimed: ClaimedJob) {
         let outcome = attempt(claimed)
+        if outcome == .parked { return }  // still held: the worker runs it again when its org reopens
         context.state.finished(claimed.fence, outcome: outcome)
     }
+
+    /// A job is parked (held in memory, its lease renewed) rather than given back when its org
+    /// reopens within this many seconds.
+    static let maxPark = 5.0
+    /// At most this many parked jobs per lane (a job holds its account while parked).
+    static let parkedPerLane = 16
 
     private func attempt(_ claimed: ClaimedJob) -> WorkerState.Outcome {
         let job = claimed.job
@@ -31,6 +38,8 @@ struct JobProcessor {
         // Only a settle (reconcile) clears it, only an ambiguous create sets it: a failed read or
         // delete in between leaves it as it was.
         var unsettled = job.needsReconcile
+        // The job as the database now has it, for a try parked and resumed on the same attempt.
+        var carried = job
         do {
             // 1. What the account holds right before this attempt's create, so that a secret the
             //    create makes without our seeing it can be told apart. A previous attempt whose
@@ -46,6 +55,9 @@ struct JobProcessor {
                 unsettled = false
                 snapshot = settled
                 known = settled.map(\.id)
+                carried.needsReconcile = false
+                carried.knownSecretIds = known
+                carried.knownSecretsAttempt = fence.attempt
             } else if let knownIds = job.knownSecretIds, job.knownSecretsAttempt == fence.attempt,
                       knownIds.count < Self.maxSecretsPerAccount {
                 known = knownIds
@@ -71,6 +83,8 @@ struct JobProcessor {
             guard try write({ conn throws(PGError) in try JobStore.recordAttemptStarted(conn, fence, knownSecretIds: known) }) else {
                 return superseded(fence, job, detail: "lease lost before the create")
             }
+            carried.knownSecretIds = known
+            carried.knownSecretsAttempt = fence.attempt
             let created: ServiceAccountSecret
             do {
                 created = try atlas.createSecret(orgId: job.orgId, clientId: job.clientId,
@@ -110,13 +124,23 @@ struct JobProcessor {
             }
             return store(created, fence, job, credential, snapshot: snapshot, known: known, ms: elapsedMs())
         } catch let error as AtlasError {
-            return handle(error, fence, job, unsettled: unsettled, ms: elapsedMs())
+            return handle(error, fence, job, unsettled: unsettled, ms: elapsedMs(), resumable: carried)
         } catch {
             // Database trouble that outlived the pool's retries: the lease will expire and the
             // job will be rescued and reconciled by whichever worker is alive.
             log.error("job.database_error", ["job": "\(job.id)", "error": "\(error)"])
             return .givenBack
         }
+    }
+
+    /// Parks a throttled job until its org reopens, unless that is far off, the worker is
+    /// stopping, or too many jobs are parked already (the job is given back instead).
+    private func park(_ job: Job?, _ fence: JobFence, for wait: Double) -> Bool {
+        guard let job, wait <= Self.maxPark,
+              context.state.park(ClaimedJob(job: job, fence: fence), for: wait, limit: Self.parkedPerLane * config.concurrency)
+        else { return false }
+        log.debug("job.parked", ["job": "\(job.id)", "org": job.orgId, "for": String(format: "%.2f", wait)])
+        return true
     }
 
     /// Atlas holds at most this many secrets per service account.
@@ -263,12 +287,14 @@ struct JobProcessor {
 
     /// Classifies an Atlas failure into the job's next state.
     /// `unsettled`: an earlier create's outcome is still unknown (kept on the job whatever this
-    /// failure was, so that the next attempt settles it first).
-    private func handle(_ error: AtlasError, _ fence: JobFence, _ job: Job, unsettled: Bool, ms: Int) -> WorkerState.Outcome {
+    /// failure was, so that the next attempt settles it first). `resumable`: the job as the
+    /// database has it now, when a throttled try may be parked and resumed on the same attempt.
+    private func handle(_ error: AtlasError, _ fence: JobFence, _ job: Job, unsettled: Bool, ms: Int, resumable: Job? = nil) -> WorkerState.Outcome {
         switch error.code {
         case .rateLimited where error.httpStatus == nil:
             // Held back by this process's gate (the org is throttled): nothing was sent.
             let delay = error.retryAfter ?? 0
+            if park(resumable, fence, for: delay) { return .parked }
             log.debug("job.deferred", ["job": "\(job.id)", "org": job.orgId, "retry_after": String(format: "%.2f", delay)])
             return end(fence, job, .giveBack(delay: delay, needsReconcile: unsettled, outcome: "deferred"),
                        code: "ORG_THROTTLED", detail: error.description, status: nil, ms: ms)
@@ -277,8 +303,18 @@ struct JobProcessor {
             context.gate.close(job.orgId, for: delay)
             context.throttle(org: job.orgId, seconds: delay)
             log.info("job.throttled", ["job": "\(job.id)", "org": job.orgId, "retry_after": String(format: "%.1f", delay)])
+            let code = error.apiError?.errorCode ?? "RATE_LIMITED"
+            // Atlas refused the call, so nothing was created: the job may wait here for the org
+            // to reopen, on the same attempt (a throttle spends none), its throttle on record.
+            if resumable != nil, delay <= Self.maxPark {
+                let recorded = try? write { conn throws(PGError) in
+                    try JobStore.recordThrottled(conn, fence, errorCode: code, detail: error.description, httpStatus: error.httpStatus, durationMs: ms)
+                }
+                if recorded == false { return superseded(fence, job, detail: "lease lost while throttled") }
+                if recorded == true, park(resumable, fence, for: delay) { return .parked }
+            }
             return end(fence, job, .giveBack(delay: delay, needsReconcile: unsettled, outcome: "throttled"),
-                       code: error.apiError?.errorCode ?? "RATE_LIMITED", detail: error.description, status: error.httpStatus, ms: ms)
+                       code: code, detail: error.description, status: error.httpStatus, ms: ms)
         case .authentication:
             // The org's credential was refused: every job of the org would fail the same way, so the
             // whole org pauses (shown by `status`, tried again in 5 minutes) and no attempt is spent.
@@ -382,20 +418,5 @@ struct JobProcessor {
     static func json(_ value: [[String: String]]) -> String {
         let data = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])) ?? Data("[]".utf8)
         return String(decoding: data, as: UTF8.self)
-    }
-}
-
-/// ISO-8601 times as Atlas writes them (with or without fractional seconds).
-enum AtlasTime {
-    static func parse(_ text: String) -> Date? {
-        let plain = ISO8601DateFormatter()
-        if let d = plain.date(from: text) { return d }
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return fractional.date(from: text)
-    }
-
-    static func format(_ date: Date) -> String {
-        ISO8601DateFormatter().string(from: date)
     }
 }

@@ -36,6 +36,8 @@ public enum JobStore {
         public var perOrgConcurrency: Int?
         /// Jobs started per organization per second, across all workers (nil: no pace).
         public var orgRatePerSecond: Double?
+        /// Organizations to leave alone in this claim: the worker's gate knows them throttled.
+        public var skipOrgs: [String] = []
 
         public init(owner: String, leaseSeconds: Double, orphanPolicy: String, batch: String? = nil,
                     perOrgConcurrency: Int? = nil, orgRatePerSecond: Double? = nil) {
@@ -49,15 +51,16 @@ public enum JobStore {
     }
 
     /// Claims up to `limit` runnable jobs in one statement (`claim_secret_jobs()`, see
-    /// migrations/003_claim.sql): at most one per service account (and no account that already has
-    /// a running job), none of a throttled, paused or paced organization, priorities first, then
-    /// organizations and batches interleaved, then oldest first; never more than `limit`.
+    /// migrations/004_fair_claim.sql): at most one per service account (and no account that already
+    /// has a running job), none of a throttled, paused or paced organization, priorities first, then
+    /// organizations and batches in round robin, then oldest first; never more than `limit`.
     public static func claim(_ conn: PGConnection, limit: Int, options: ClaimOptions) throws(PGError) -> [ClaimedJob] {
         guard limit > 0 else { return [] }
         let query: PGQuery = """
             SELECT \(raw: Job.columns) FROM claim_secret_jobs(
                 \(options.owner), \(limit), \(options.leaseSeconds), \(options.orphanPolicy),
-                \(options.batch), \(options.perOrgConcurrency), \(options.orgRatePerSecond))
+                \(options.batch), \(options.perOrgConcurrency), \(options.orgRatePerSecond),
+                \(options.skipOrgs.isEmpty ? nil : options.skipOrgs))
             """
         let result = try conn.query(query)
         return try result.rows.map { row throws(PGError) in
@@ -220,6 +223,30 @@ public enum JobStore {
                 FROM ended WHERE \(spendsAttempt) AND NOT EXISTS (SELECT 1 FROM history)
             )
             SELECT count(*) AS n FROM ended
+            """
+        return try conn.query(q).rows[0]["n"].int() == 1
+    }
+
+    /// Records Atlas's throttle of an attempt that stays with this worker (parked until its org
+    /// reopens): the job keeps its state and attempt, shows the throttle as its last error, and
+    /// the attempt's open history row (if its create was under way) ends as `throttled`, so the
+    /// next try opens a new one. Idempotent. False when superseded.
+    public static func recordThrottled(
+        _ conn: PGConnection, _ f: JobFence, errorCode: String, detail: String, httpStatus: Int?, durationMs: Int
+    ) throws(PGError) -> Bool {
+        let q: PGQuery = """
+            WITH j AS (
+                UPDATE secret_jobs j SET last_error_code = \(errorCode), last_error_detail = \(detail),
+                    last_http_status = \(httpStatus), updated_at = now()
+                WHERE \(fenced(f))
+                RETURNING j.id
+            ), history AS (
+                UPDATE secret_job_attempts a
+                SET finished_at = now(), outcome = 'throttled', http_status = \(httpStatus),
+                    error_code = \(errorCode), detail = \(detail), duration_ms = \(durationMs)
+                FROM j WHERE a.job_id = j.id AND a.attempt = \(f.attempt) AND a.owner = \(f.owner) AND a.finished_at IS NULL
+            )
+            SELECT count(*) AS n FROM j
             """
         return try conn.query(q).rows[0]["n"].int() == 1
     }

@@ -5,19 +5,25 @@ import Synchronization
 /// `secret_org_pacing` does the same across processes, at claim time). Thread-safe.
 ///
 /// - A throttled org is closed until the time Atlas gave: no lane calls it before.
-/// - Lanes of one org do not fire blindly into its bucket: until Atlas has answered the org once,
-///   and again after every throttle, one call at a time goes out (a probe); after that, as many
-///   at once as Atlas's `RateLimit-Remaining` allows (the calls in flight counted against it).
-///   When Atlas sends no such header, calls are not held back (only throttles close the org).
-///   Without this, lanes waiting on a throttled org all fired when it reopened, into a bucket
-///   that held one token: one got through, the others were rejected after Atlas had already
-///   given a Retry-After (the simulator's `earlyRequests`).
+/// - Until Atlas has answered the org once, and again after every throttle, one call at a time
+///   goes out (a probe).
+/// - When Atlas sends `RateLimit-Remaining`, the gate keeps a lower bound of the tokens in the
+///   org's bucket: the header's value (less the calls still in flight), refilled at the rate the
+///   gate assumes, one token taken per call. A call goes out only when the bound holds a whole
+///   token; otherwise its lane waits for the moment it will (or gives its job back when that is
+///   far). The assumed rate is a token a second, Retry-After's own granularity (an empty bucket
+///   probed sooner would answer 429 and a whole second of Retry-After anyway), made slower by any
+///   longer Retry-After; a header showing more tokens than the bound raises the bound. Keeping
+///   the fraction of a token, instead of waiting a whole period after each empty reading, is what
+///   lets an org run at its bucket's pace: each org lost up to a second to that rounding.
+/// - When Atlas sends no such header, calls are not held back (only throttles close the org)
+///   until the org is first throttled; from then on, one call at a time.
 final class OrgGate: Sendable {
     private let orgs = GateState()
 
     /// Holds the org back for `seconds` (never shortens an existing hold).
     func close(_ org: String, for seconds: Double) {
-        let until = ContinuousClock.now + .milliseconds(Int((seconds * 1000).rounded(.up)))
+        let until = ContinuousClock.now + .seconds(seconds)
         orgs.withLock { map in
             if let existing = map[org]?.closedUntil, existing >= until { return }
             map[org, default: GateOrg()].closedUntil = until
@@ -26,62 +32,93 @@ final class OrgGate: Sendable {
     }
 
     /// Blocks the calling lane until the org may be called; the caller must `finish` the call.
-    /// With `holdAtMost`, returns instead (the seconds until the org reopens, not admitted) when
-    /// the org is closed for longer than that: the lane can give its job back and take another.
+    /// With `holdAtMost`, returns instead (the seconds until the org may be called, not admitted)
+    /// when that is further away: the lane can park or give back its job and take another.
     @discardableResult
     func admit(_ org: String, holdAtMost: Double = .infinity) -> Double? {
         orgs.lock()
         defer { orgs.unlock() }
         while true {
             var o = orgs.value[org] ?? GateOrg()
+            let now = ContinuousClock.now
             if let until = o.closedUntil {
-                let wait = until - ContinuousClock.now
-                if wait > .zero {
-                    let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+                if until > now {
+                    let seconds = Self.seconds(until - now)
                     if seconds > holdAtMost { return seconds }
                     orgs.wait(seconds: seconds)
                     continue
                 }
                 o.closedUntil = nil
             }
-            let mayGo: Bool
-            if o.probing || o.allowance.map({ $0 <= 0 }) == true {
-                mayGo = o.inFlight == 0
-            } else {
-                mayGo = true
-            }
-            if mayGo {
-                o.inFlight += 1
-                if let a = o.allowance { o.allowance = a - 1 }
+            if (o.probing || (o.level == nil && o.wasThrottled)) && o.inFlight > 0 {
+                // The probe's answer wakes us (finish broadcasts). Without Atlas's counts, a
+                // throttled org gets one call at a time from then on: calls fired together
+                // would all land after the 429 that one of them earns.
                 orgs.value[org] = o
-                return nil
+                orgs.wait(seconds: 1)
+                continue
             }
+            if !o.probing, let level = o.level(at: now), level < 1 {
+                let seconds = (1 - level) * o.secondsPerToken
+                orgs.value[org] = o
+                if seconds > holdAtMost { return seconds }
+                orgs.wait(seconds: seconds)
+                continue
+            }
+            if let level = o.level(at: now) {
+                o.level = level - 1
+                o.levelAt = now
+            }
+            o.inFlight += 1
             orgs.value[org] = o
-            orgs.wait(seconds: 1)
+            return nil
         }
     }
 
-    /// The admitted call ended: `throttledFor` seconds when Atlas throttled it, `remaining` its
-    /// `RateLimit-Remaining` header (nil: absent, or no answer at all when `answered` is false).
-    func finish(_ org: String, answered: Bool, remaining: Int?, throttledFor: Double?) {
+    /// The admitted call ended: `throttledFor` seconds when Atlas throttled it; `remaining` and
+    /// `limit` its `RateLimit-Remaining` and `RateLimit-Limit` headers (nil: absent, or no answer
+    /// at all when `answered` is false).
+    func finish(_ org: String, answered: Bool, remaining: Int?, limit: Int? = nil, throttledFor: Double?) {
         orgs.withLock { map in
             var o = map[org] ?? GateOrg()
+            let now = ContinuousClock.now
             o.inFlight = max(0, o.inFlight - 1)
             if let seconds = throttledFor {
-                let until = ContinuousClock.now + .milliseconds(Int((seconds * 1000).rounded(.up)))
+                let until = now + .seconds(seconds)
                 if o.closedUntil.map({ $0 < until }) ?? true { o.closedUntil = until }
+                // A token is there when Atlas said, and not sooner: a token takes at least that
+                // long. Throttled when the bound said a token was there: tokens come back slower
+                // than assumed, so assume half the rate from now on.
+                let mispredicted = !o.probing && o.level != nil
+                o.secondsPerToken = min(60, max(seconds, o.secondsPerToken * (mispredicted ? 2 : 1)))
                 o.probing = true
-                o.allowance = 0
-                o.refillSeconds = seconds
+                o.wasThrottled = true
+                if o.level != nil {
+                    o.level = 1 - seconds / o.secondsPerToken
+                    o.levelAt = now
+                }
             } else if answered {
                 o.probing = false
-                // The calls still in flight will spend tokens too.
-                o.allowance = remaining.map { $0 - o.inFlight }
-                // The bucket is empty: the next call would only be throttled. Wait as long as
-                // Atlas last said a token takes to come back, instead of finding out with a 429.
-                if let allowance = o.allowance, allowance <= 0, let refill = o.refillSeconds {
-                    let until = ContinuousClock.now + .milliseconds(Int((refill * 1000).rounded(.up)))
-                    if o.closedUntil.map({ $0 < until }) ?? true { o.closedUntil = until }
+                if let remaining {
+                    if let limit {
+                        o.capacity = Double(limit)
+                    } else {
+                        o.capacity = max(o.capacity ?? 0, Double(remaining + 1))
+                    }
+                    // What Atlas counted, less the calls it has not counted yet.
+                    let floor = Double(remaining - o.inFlight)
+                    // The bound's fraction is kept while it agrees with Atlas's whole tokens (it is
+                    // between the header and a token above it, give or take the time the answer
+                    // took); otherwise Atlas's count wins (someone else spends tokens, or they
+                    // come back faster than assumed).
+                    if let model = o.level(at: now), model >= floor, model < floor + 1.1 {
+                        o.level = model
+                    } else {
+                        o.level = floor
+                    }
+                    o.levelAt = now
+                } else {
+                    o.level = nil
                 }
             }
             map[org] = o
@@ -89,31 +126,63 @@ final class OrgGate: Sendable {
         orgs.broadcast()
     }
 
-    /// Seconds until the next org closed by this process reopens (nil: none closed), counting
-    /// orgs that reopened up to `grace` seconds ago as 0: the claimer wakes then, instead of at
-    /// its next poll, to claim the jobs given back while the org was closed.
-    func secondsUntilNextReopen(grace: Double = 0.2) -> Double? {
+    /// The orgs that may not be called for longer than `seconds` from now (closed, or their
+    /// bucket empty): a claim leaves them out, since their jobs would only wait.
+    func closedOrgs(longerThan seconds: Double) -> [String] {
+        let now = ContinuousClock.now
+        let horizon = now + .seconds(seconds)
+        return orgs.withLock { map in map.compactMap { $0.value.opensAt(now) > horizon ? $0.key : nil } }
+    }
+
+    /// Seconds until the next org held back by this process may be called again (nil: none):
+    /// the claimer wakes then, instead of at its next poll, for that org's other jobs.
+    func secondsUntilNextReopen() -> Double? {
         let now = ContinuousClock.now
         let next = orgs.withLock { map in
-            map.values.compactMap(\.closedUntil).filter { $0 > now - .milliseconds(Int(grace * 1000)) }.min()
+            map.values.map { $0.opensAt(now) }.filter { $0 > now }.min()
         }
         guard let next else { return nil }
-        let wait = next - now
-        return max(0, Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+        return max(0, Self.seconds(next - now))
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 }
 
 /// One org's admission state.
 struct GateOrg {
+    /// No call before this (Atlas's Retry-After, or a backoff).
     var closedUntil: ContinuousClock.Instant?
     var inFlight = 0
-    /// Calls that may still start before an answer: Atlas's last `RateLimit-Remaining` minus
-    /// the calls started since; nil when Atlas gave no header.
-    var allowance: Int?
     /// One call at a time until Atlas answers the org (start, and after each throttle).
     var probing = true
-    /// The last Retry-After Atlas gave this org: how long a token takes to come back.
-    var refillSeconds: Double?
+    /// Atlas throttled the org at least once.
+    var wasThrottled = false
+    /// A lower bound of the tokens in the org's bucket at `levelAt` (nil: Atlas sends no
+    /// RateLimit headers, so calls are not held back).
+    var level: Double?
+    var levelAt = ContinuousClock.now
+    /// The most the bucket holds (`RateLimit-Limit`, else the most Atlas ever counted).
+    var capacity: Double?
+    /// How long a token takes to come back, as assumed: a second, or the longest Retry-After.
+    var secondsPerToken = 1.0
+
+    /// The bound at `now`: refilled since `levelAt`, never above the capacity.
+    func level(at now: ContinuousClock.Instant) -> Double? {
+        guard let level else { return nil }
+        let refilled = level + OrgGate.seconds(now - levelAt) / secondsPerToken
+        return capacity.map { min(max($0, level), refilled) } ?? refilled
+    }
+
+    /// When a call may next go out (now, if it may).
+    func opensAt(_ now: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        var at = max(now, closedUntil ?? now)
+        if !probing, let level = level(at: at), level < 1 {
+            at = at + .seconds((1 - level) * secondsPerToken)
+        }
+        return at
+    }
 }
 
 /// The gate's map behind a condition variable (lanes wait on it for an org to reopen or for a
@@ -156,13 +225,13 @@ struct PacedAtlas {
         }
         do {
             let result = try body()
-            gate.finish(org, answered: true, remaining: client.lastRateLimitRemaining, throttledFor: nil)
+            gate.finish(org, answered: true, remaining: client.lastRateLimitRemaining, limit: client.lastRateLimitLimit, throttledFor: nil)
             return result
         } catch {
             if error.code == .rateLimited {
-                gate.finish(org, answered: true, remaining: 0, throttledFor: error.retryAfter ?? fallbackDelay())
+                gate.finish(org, answered: true, remaining: 0, limit: client.lastRateLimitLimit, throttledFor: error.retryAfter ?? fallbackDelay())
             } else {
-                gate.finish(org, answered: error.httpStatus != nil, remaining: client.lastRateLimitRemaining, throttledFor: nil)
+                gate.finish(org, answered: error.httpStatus != nil, remaining: client.lastRateLimitRemaining, limit: client.lastRateLimitLimit, throttledFor: nil)
             }
             throw error
         }

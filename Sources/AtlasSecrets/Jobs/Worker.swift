@@ -174,8 +174,8 @@ public final class Worker: Sendable {
         progress?.finish(claimer)
 
         // Tokens are revoked at exit: a restart loop must not pile up live tokens.
-        let http = HTTPClient(configuration: config.http)
-        context.tokens.revokeAll(using: http)
+        let httpConfig = config.http
+        context.tokens.revokeAll { HTTPClient(configuration: httpConfig) }
         context.pool.close()
         let t = state.totals
         let seconds = Double((ContinuousClock.now - started).components.seconds)
@@ -193,14 +193,22 @@ public final class Worker: Sendable {
 
     // MARK: claimer
 
+    /// The least time between two claims that would each fill fewer than an eighth of the lanes.
+    static let claimSpacing = Duration.milliseconds(10)
+    /// The least time between claims after one that found less than it asked for (nothing was
+    /// inserted since): a freed lane rarely makes more work runnable then.
+    static let starvedClaimSpacing = Duration.milliseconds(40)
+
     private func claimLoop(_ initial: PGConnection, progress: ProgressReporter?) {
         let config = context.configuration
         let state = context.state
         let log = context.logger
         var conn: PGConnection? = initial
         var lastRescue = ContinuousClock.now - .seconds(3600)
+        var lastClaim = ContinuousClock.now - .seconds(3600)
+        var lastClaimFilled = true
         let rescueEvery = Duration.milliseconds(Int(max(0.5, min(5, config.leaseSeconds / 6)) * 1000))
-        let options = JobStore.ClaimOptions(
+        var options = JobStore.ClaimOptions(
             owner: context.owner, leaseSeconds: config.leaseSeconds, orphanPolicy: config.orphanPolicy.rawValue,
             batch: config.batch, perOrgConcurrency: config.perOrgConcurrency, orgRatePerSecond: config.orgRatePerSecond)
         // A pace faster than the poll needs claims that often (each claim starts one job per org).
@@ -221,10 +229,21 @@ public final class Worker: Sendable {
                         log.warning("jobs.rescued", ["count": "\(rescued.count)", "ids": rescued.prefix(20).map(String.init).joined(separator: ",")])
                     }
                 }
+                state.releaseParked()
                 let free = config.concurrency - state.busy
+                // Lanes free up one at a time: a claim per freed lane cost the database a claim
+                // per job. A claim waits for a few free lanes, or a few milliseconds.
+                // A claim that found less than it asked for means nothing else is runnable now:
+                // until something is inserted, the next claim waits for more than a freed lane.
+                let sinceClaim = ContinuousClock.now - lastClaim
+                let claimDue = free > 0 && (state.takeInserted()
+                    || (lastClaimFilled ? (free >= max(1, config.concurrency / 8) || sinceClaim >= Self.claimSpacing)
+                                        : sinceClaim >= Self.starvedClaimSpacing))
                 var claimedAll = false
-                if free > 0 {
+                if claimDue {
+                    lastClaim = ContinuousClock.now
                     let jobs: [ClaimedJob]
+                    options.skipOrgs = context.gate.closedOrgs(longerThan: PacedAtlas.giveBackAfter)
                     do {
                         jobs = try JobStore.claim(c, limit: min(free, 64), options: options)
                     } catch {
@@ -238,12 +257,13 @@ public final class Worker: Sendable {
                         log.debug("jobs.claimed", ["count": "\(jobs.count)"])
                     }
                     claimedAll = jobs.count == min(free, 64)
+                    lastClaimFilled = claimedAll
                     _ = c.takePendingNotifications()
                 }
                 progress?.update(c)
                 failures = 0
                 if claimedAll { continue }
-                if config.drain && state.busy == 0 {
+                if config.drain && state.holding == 0 {
                     let next = try JobStore.secondsUntilNextRunnable(c, batch: config.batch)
                     if next == nil || next! > config.drainHorizon {
                         log.info("worker.drained", next.map { ["next_runnable_in_s": String(format: "%.0f", $0)] } ?? [:])
@@ -251,9 +271,17 @@ public final class Worker: Sendable {
                         break
                     }
                 }
-                // Jobs given back while their org was closed are due when it reopens: wake then.
-                let reopen = context.gate.secondsUntilNextReopen().map { $0 + 0.03 } ?? pollInterval
-                _ = state.wake.wait(timeout: .now() + max(0.01, min(pollInterval, reopen)))
+                var timeout = min(pollInterval, state.secondsUntilNextParkedRelease ?? pollInterval)
+                if let reopen = context.gate.secondsUntilNextReopen() {
+                    // An org's other jobs may be claimed once it reopens within a lane's short hold
+                    // (PacedAtlas.giveBackAfter); claims for reopening orgs come a few at a time.
+                    timeout = min(timeout, max(0.025, reopen - PacedAtlas.giveBackAfter + 0.005))
+                }
+                if free > 0 && !claimDue {
+                    let spacing = lastClaimFilled ? Self.claimSpacing : Self.starvedClaimSpacing
+                    timeout = min(timeout, OrgGate.seconds(spacing - (ContinuousClock.now - lastClaim)))
+                }
+                _ = state.wake.wait(timeout: .now() + max(0.001, timeout))
             } catch {
                 failures += 1
                 conn?.close()
@@ -270,7 +298,7 @@ public final class Worker: Sendable {
     private func giveBack(_ job: ClaimedJob, on conn: PGConnection) {
         _ = try? context.pool.withRetryingConnection(deadline: 10) { c in
             try JobStore.finish(c, job.fence, ending: .giveBack(delay: 0, needsReconcile: job.job.needsReconcile, outcome: "released"),
-                                errorCode: "WORKER_SHUTDOWN", detail: "the worker stopped before the job started",
+                                errorCode: "WORKER_SHUTDOWN", detail: "the worker stopped while the job waited (for a lane, or for its organization's throttle)",
                                 httpStatus: nil, durationMs: 0)
         }
         context.state.finished(job.fence, outcome: .givenBack)
@@ -313,10 +341,10 @@ public final class Worker: Sendable {
                     if conn == nil {
                         conn = try PGConnection(url: context.configuration.databaseURL, applicationName: "atlas-secrets listener \(context.owner)")
                         try conn!.listen("atlas_secrets_jobs")
-                        context.state.wake.signal()  // anything inserted while we were away
+                        context.state.noteInserted()  // anything inserted while we were away
                     }
                     let notes = try conn!.waitForNotifications(timeout: 0.5)
-                    if !notes.isEmpty { context.state.wake.signal() }
+                    if !notes.isEmpty { context.state.noteInserted() }
                     failures = 0
                 } catch {
                     conn?.close()

@@ -9,6 +9,8 @@ final class WorkerState: Sendable {
         var stopping = false
         var hurry = false
         var queue: [ClaimedJob] = []
+        /// Jobs held while their org is throttled (still claimed, leases renewed, on no lane).
+        var parked: [(job: ClaimedJob, until: ContinuousClock.Instant)] = []
         var inFlight: [Int64: JobFence] = [:]
         var lanesRunning = 0
         var succeeded = 0
@@ -26,19 +28,71 @@ final class WorkerState: Sendable {
     let abortTransfers = AbortSignal()
 
     var isStopping: Bool { fields.withLock { $0.stopping } }
+
+    /// New jobs were inserted (a NOTIFY): the claimer claims at once, even when its last claim
+    /// found nothing to run.
+    private let inserted = Atomic<Bool>(false)
+    func noteInserted() {
+        inserted.store(true, ordering: .relaxed)
+        wake.signal()
+    }
+    /// True (once) after `noteInserted`.
+    func takeInserted() -> Bool { inserted.exchange(false, ordering: .relaxed) }
     var isHurried: Bool { fields.withLock { $0.hurry } }
 
     /// First call: stop claiming. Later calls: also cut the grace period short.
     func requestStop() {
-        fields.withLock { f in
+        let lanes = fields.withLock { f in
             if f.stopping { f.hurry = true }
             f.stopping = true
+            return f.lanesRunning
         }
         wake.signal()
+        // Idle lanes exit now rather than at their next poll (a drained worker's exit was a
+        // quarter of a second longer).
+        for _ in 0..<max(1, lanes) { available.signal() }
     }
 
-    /// Jobs claimed or running, which the claimer must not exceed `concurrency` with.
-    var busy: Int { fields.withLock { $0.inFlight.count } }
+    /// Jobs claimed for a lane or running on one, which the claimer must not exceed
+    /// `concurrency` with (parked jobs wait on no lane).
+    var busy: Int { fields.withLock { $0.inFlight.count - $0.parked.count } }
+
+    /// Every job this process holds (running, waiting for a lane, or parked): a drain ends at 0.
+    var holding: Int { fields.withLock { $0.inFlight.count } }
+
+    /// Holds a job whose org is throttled for `seconds`, off the lanes and without a trip through
+    /// the database (giving it back and claiming it again cost three writes and a claim, per
+    /// throttled try). False (the caller gives it back) when stopping or `limit` jobs are parked.
+    func park(_ job: ClaimedJob, for seconds: Double, limit: Int) -> Bool {
+        let parked = fields.withLock { f -> Bool in
+            guard !f.stopping, f.parked.count < limit, f.inFlight[job.fence.jobId] == job.fence else { return false }
+            f.parked.append((job, ContinuousClock.now + .milliseconds(Int((seconds * 1000).rounded(.up)))))
+            return true
+        }
+        if parked { wake.signal() }
+        return parked
+    }
+
+    /// Moves the parked jobs whose time has come to the front of the lanes' queue.
+    func releaseParked() {
+        let now = ContinuousClock.now
+        let released = fields.withLock { f -> Int in
+            let due = f.parked.filter { $0.until <= now }.map(\.job)
+            guard !due.isEmpty else { return 0 }
+            f.parked.removeAll { $0.until <= now }
+            f.queue.insert(contentsOf: due, at: 0)
+            return due.count
+        }
+        for _ in 0..<released { available.signal() }
+    }
+
+    /// Seconds until the next parked job is due (nil: none parked).
+    var secondsUntilNextParkedRelease: Double? {
+        let now = ContinuousClock.now
+        guard let next = fields.withLock({ $0.parked.map(\.until).min() }) else { return nil }
+        let wait = next - now
+        return max(0, Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+    }
 
     /// Hands claimed jobs to the lanes.
     func enqueue(_ jobs: [ClaimedJob]) {
@@ -51,24 +105,27 @@ final class WorkerState: Sendable {
         for _ in jobs { available.signal() }
     }
 
-    /// The next job for a lane, or nil when the lane should exit (stopping and nothing queued).
+    /// The next job for a lane, or nil when the lane should exit (stopping: jobs not yet started
+    /// stay queued, and the worker gives them back).
     func next() -> ClaimedJob? {
         while true {
             _ = available.wait(timeout: .now() + 0.25)
             let (job, exit): (ClaimedJob?, Bool) = fields.withLock { f in
+                if f.stopping { return (nil, true) }
                 if !f.queue.isEmpty { return (f.queue.removeFirst(), false) }
-                return (nil, f.stopping)
+                return (nil, false)
             }
             if let job { return job }
             if exit { return nil }
         }
     }
 
-    /// Jobs handed over but not yet picked up by a lane (given back at shutdown).
+    /// Jobs handed over but not yet picked up by a lane, and parked jobs (given back at shutdown).
     func takeUnstarted() -> [ClaimedJob] {
         fields.withLock { f in
-            let jobs = f.queue
+            let jobs = f.queue + f.parked.map(\.job)
             f.queue.removeAll()
+            f.parked.removeAll()
             return jobs
         }
     }
@@ -83,13 +140,13 @@ final class WorkerState: Sendable {
             case .failed: f.failed += 1
             case .retried: f.retried += 1
             case .superseded: f.superseded += 1
-            case .givenBack: break
+            case .givenBack, .parked: break
             }
         }
         wake.signal()
     }
 
-    enum Outcome { case succeeded, failed, retried, superseded, givenBack }
+    enum Outcome { case succeeded, failed, retried, superseded, givenBack, parked }
 
     /// The attempts whose leases the heartbeat renews.
     var fencesInFlight: [JobFence] { fields.withLock { Array($0.inFlight.values) } }
