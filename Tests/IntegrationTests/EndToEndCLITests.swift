@@ -49,6 +49,21 @@ extension EndToEnd {
             #expect(try h.state().counters.requests == 0)
         }
 
+        @Test func workerOnAnOlderSchemaRefusesToStartAndSaysToMigrate() throws {
+            let h = try Harness("e2e_cli_schema", orgs: 1, accountsPerOrg: 1)
+            defer { h.close() }
+            try h.ok(["enqueue", try h.requestFile(h.accounts)])
+            let conn = try h.connect()
+            defer { conn.close() }
+            // As if the database was migrated by an older release.
+            try conn.execute("DELETE FROM atlas_secrets_migrations WHERE version >= 4")
+            let out = try h.cli(["worker", "--drain"])
+            #expect(out.status == 69, "\(out.both)")
+            #expect(out.stderr.contains("migration 3") && out.stderr.contains("atlas-secrets migrate"), "\(out.stderr)")
+            #expect(try h.status().counts.queued == 1)
+            #expect(try h.state().counters.requests == 0)
+        }
+
         @Test func aJobWhoseOrgHasNoCredentialFailsAtOnceNamingTheOrg() throws {
             let h = try Harness("e2e_cli_nocred", orgs: 1, accountsPerOrg: 1)
             defer { h.close() }

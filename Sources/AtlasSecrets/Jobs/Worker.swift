@@ -414,10 +414,18 @@ public final class Worker: Sendable {
     }
 
     /// The migrations this binary needs must be applied.
+    /// The newest migration this worker's statements need (004: the claim's `p_skip_orgs`).
+    static let schemaVersionNeeded = 4
+
     static func checkSchema(_ conn: PGConnection) throws {
         let row = try conn.query("SELECT to_regclass('atlas_secrets_migrations') IS NOT NULL AS ok").rows[0]
         guard try row["ok"].bool() else {
             throw WorkerError.schemaMissing("the database has no atlas-secrets schema: run `atlas-secrets migrate` first")
+        }
+        let version = try conn.query("SELECT coalesce(max(version), 0) AS v FROM atlas_secrets_migrations").rows[0]["v"].int()
+        guard version >= schemaVersionNeeded else {
+            throw WorkerError.schemaMissing(
+                "the database schema is at migration \(version), and this worker needs migration \(schemaVersionNeeded): run `atlas-secrets migrate` first")
         }
     }
 }
