@@ -40,6 +40,8 @@ struct JobProcessor {
         var unsettled = job.needsReconcile
         // The job as the database now has it, for a try parked and resumed on the same attempt.
         var carried = job
+        // Whether this attempt's start is on record with an open history row.
+        var startRecorded = false
         do {
             // 1. What the account holds right before this attempt's create, so that a secret the
             //    create makes without our seeing it can be told apart. A previous attempt whose
@@ -80,11 +82,17 @@ struct JobProcessor {
             }
             // 2. The create, recorded as started first with the snapshot, so that a crash leaves a
             //    trace to reconcile.
-            guard try write({ conn throws(PGError) in try JobStore.recordAttemptStarted(conn, fence, knownSecretIds: known) }) else {
+            //    A try resumed after waiting in this worker for its org (nothing sent since its start
+            //    was recorded) only checks that it still holds the job.
+            let resumed = claimed.startRecorded && job.knownSecretIds == known && job.knownSecretsAttempt == fence.attempt
+            guard try write({ conn throws(PGError) in
+                resumed ? try JobStore.holdsLease(conn, fence) : try JobStore.recordAttemptStarted(conn, fence, knownSecretIds: known)
+            }) else {
                 return superseded(fence, job, detail: "lease lost before the create")
             }
             carried.knownSecretIds = known
             carried.knownSecretsAttempt = fence.attempt
+            startRecorded = true
             let created: ServiceAccountSecret
             do {
                 created = try atlas.createSecret(orgId: job.orgId, clientId: job.clientId,
@@ -124,7 +132,8 @@ struct JobProcessor {
             }
             return store(created, fence, job, credential, snapshot: snapshot, known: known, ms: elapsedMs())
         } catch let error as AtlasError {
-            return handle(error, fence, job, unsettled: unsettled, ms: elapsedMs(), resumable: carried)
+            return handle(error, fence, job, unsettled: unsettled, ms: elapsedMs(),
+                          resumable: ClaimedJob(job: carried, fence: fence, startRecorded: startRecorded))
         } catch {
             // Database trouble that outlived the pool's retries: the lease will expire and the
             // job will be rescued and reconciled by whichever worker is alive.
@@ -135,11 +144,11 @@ struct JobProcessor {
 
     /// Parks a throttled job until its org reopens, unless that is far off, the worker is
     /// stopping, or too many jobs are parked already (the job is given back instead).
-    private func park(_ job: Job?, _ fence: JobFence, for wait: Double) -> Bool {
-        guard let job, wait <= Self.maxPark,
-              context.state.park(ClaimedJob(job: job, fence: fence), for: wait, limit: Self.parkedPerLane * config.concurrency)
+    private func park(_ claimed: ClaimedJob?, for wait: Double) -> Bool {
+        guard let claimed, wait <= Self.maxPark,
+              context.state.park(claimed, for: wait, limit: Self.parkedPerLane * config.concurrency)
         else { return false }
-        log.debug("job.parked", ["job": "\(job.id)", "org": job.orgId, "for": String(format: "%.2f", wait)])
+        log.debug("job.parked", ["job": "\(claimed.job.id)", "org": claimed.job.orgId, "for": String(format: "%.2f", wait)])
         return true
     }
 
@@ -289,12 +298,12 @@ struct JobProcessor {
     /// `unsettled`: an earlier create's outcome is still unknown (kept on the job whatever this
     /// failure was, so that the next attempt settles it first). `resumable`: the job as the
     /// database has it now, when a throttled try may be parked and resumed on the same attempt.
-    private func handle(_ error: AtlasError, _ fence: JobFence, _ job: Job, unsettled: Bool, ms: Int, resumable: Job? = nil) -> WorkerState.Outcome {
+    private func handle(_ error: AtlasError, _ fence: JobFence, _ job: Job, unsettled: Bool, ms: Int, resumable: ClaimedJob? = nil) -> WorkerState.Outcome {
         switch error.code {
         case .rateLimited where error.httpStatus == nil:
             // Held back by this process's gate (the org is throttled): nothing was sent.
             let delay = error.retryAfter ?? 0
-            if park(resumable, fence, for: delay) { return .parked }
+            if park(resumable, for: delay) { return .parked }
             log.debug("job.deferred", ["job": "\(job.id)", "org": job.orgId, "retry_after": String(format: "%.2f", delay)])
             return end(fence, job, .giveBack(delay: delay, needsReconcile: unsettled, outcome: "deferred"),
                        code: "ORG_THROTTLED", detail: error.description, status: nil, ms: ms)
@@ -311,7 +320,10 @@ struct JobProcessor {
                     try JobStore.recordThrottled(conn, fence, errorCode: code, detail: error.description, httpStatus: error.httpStatus, durationMs: ms)
                 }
                 if recorded == false { return superseded(fence, job, detail: "lease lost while throttled") }
-                if recorded == true, park(resumable, fence, for: delay) { return .parked }
+                // The throttled try's history row is closed: the next try opens another.
+                var next = resumable
+                next?.startRecorded = false
+                if recorded == true, park(next, for: delay) { return .parked }
             }
             return end(fence, job, .giveBack(delay: delay, needsReconcile: unsettled, outcome: "throttled"),
                        code: code, detail: error.description, status: error.httpStatus, ms: ms)

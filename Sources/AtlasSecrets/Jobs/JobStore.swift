@@ -19,6 +19,15 @@ public struct JobFence: Sendable, Hashable, CustomStringConvertible {
 public struct ClaimedJob: Sendable {
     public var job: Job
     public var fence: JobFence
+    /// The attempt's start is recorded (an open history row, the known secrets): a try resumed
+    /// in the same worker after waiting for its org need not record it again.
+    public var startRecorded = false
+
+    public init(job: Job, fence: JobFence, startRecorded: Bool = false) {
+        self.job = job
+        self.fence = fence
+        self.startRecorded = startRecorded
+    }
 }
 
 /// The queue's SQL: claim, fenced writes, rescue. Stateless; each call runs on the connection it
@@ -92,6 +101,11 @@ public enum JobStore {
             SELECT count(*) AS n FROM j
             """
         return try conn.query(q).rows[0]["n"].int() == 1
+    }
+
+    /// Whether the attempt still holds its job (a read: no write, no trigger).
+    public static func holdsLease(_ conn: PGConnection, _ f: JobFence) throws(PGError) -> Bool {
+        try conn.query("SELECT count(*) AS n FROM secret_jobs j WHERE \(fenced(f))").rows[0]["n"].int() == 1
     }
 
     /// Stores the account's secret ids as this job saw them before its create. False when superseded.
