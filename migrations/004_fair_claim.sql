@@ -8,7 +8,7 @@
 --    when each (batch, org) last started a job, so this costs no extra write.
 -- 2. Candidates are locked only in the (batch, org)s that can win this claim (about twice the
 --    limit of them), not in every (batch, org) with queued work: a claim over 200 orgs locked
---    400 rows to return a handful.
+--    400 rows to return a handful. When that comes up short, a second pass looks at them all.
 -- 3. p_skip_orgs: orgs this worker knows to be throttled right now (its rate-limit gate is
 --    closed: Atlas said its bucket is empty); their jobs would only be handed back.
 --
@@ -45,35 +45,17 @@ END $$;
 
 DROP FUNCTION claim_secret_jobs(text, integer, double precision, text, text, integer, double precision);
 
-CREATE FUNCTION claim_secret_jobs(
+-- One pass of the claim over the first p_take_pairs (batch, org)s in round-robin order, taking up
+-- to p_per_pair candidates from each. claim_secret_jobs() below runs it once or twice.
+CREATE FUNCTION claim_secret_jobs_among(
     p_owner text, p_limit integer, p_lease_seconds double precision, p_orphan_policy text,
-    p_batch text DEFAULT NULL, p_org_cap integer DEFAULT NULL, p_org_rate double precision DEFAULT NULL,
-    p_skip_orgs text[] DEFAULT NULL)
+    p_batch text, p_org_cap integer, p_org_rate double precision, p_skip_orgs text[],
+    p_take_pairs integer, p_per_pair integer)
 RETURNS SETOF secret_jobs
 LANGUAGE plpgsql
 SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off
 AS $$
-DECLARE
-    v_pairs integer;
-    v_take_pairs integer;
-    v_per_pair integer;
 BEGIN
-    IF p_limit IS NULL OR p_limit < 1 THEN
-        RETURN;
-    END IF;
-    IF p_org_cap IS NOT NULL OR p_org_rate IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(hashtext('atlas-secrets claim'));
-    END IF;
-    SELECT count(*) INTO v_pairs FROM secret_job_counts
-    WHERE state = 'queued' AND n > 0 AND (p_batch IS NULL OR batch = p_batch);
-    IF v_pairs = 0 THEN
-        RETURN;
-    END IF;
-    -- Candidates from about twice as many (batch, org)s as the claim can start (a (batch, org)
-    -- may turn out to have nothing eligible), at least two from each.
-    v_take_pairs := least(v_pairs, greatest(8, 2 * p_limit));
-    v_per_pair := least(p_limit, greatest(2, ceil(4.0 * p_limit / v_take_pairs)::integer));
-
     RETURN QUERY
     WITH pairs AS (
         SELECT c.batch, c.org_id, coalesce(r.n, 0) AS running, r.last_started_at,
@@ -93,7 +75,7 @@ BEGIN
     ), chosen_pairs AS MATERIALIZED (
         SELECT * FROM pairs WHERE top_priority IS NOT NULL
         ORDER BY top_priority DESC, running, last_started_at NULLS FIRST, org_id, batch
-        LIMIT v_take_pairs
+        LIMIT p_take_pairs
     ), candidates AS MATERIALIZED (
         SELECT x.*, pr.running AS pair_running, pr.last_started_at AS pair_last_started FROM chosen_pairs pr, LATERAL (
             SELECT j.id, j.org_id, j.client_id, j.batch, j.priority, j.run_at
@@ -108,7 +90,7 @@ BEGIN
                               WHERE u.state = 'queued' AND u.needs_reconcile AND u.id <> j.id
                                 AND u.org_id = j.org_id AND u.client_id = j.client_id)
             ORDER BY j.priority DESC, j.run_at, j.id
-            LIMIT v_per_pair
+            LIMIT p_per_pair
             FOR UPDATE OF j SKIP LOCKED
         ) x
     ), one_per_account AS (
@@ -159,4 +141,48 @@ BEGIN
     FROM chosen
     WHERE j.id = chosen.id
     RETURNING j.*;
+END $$;
+
+CREATE FUNCTION claim_secret_jobs(
+    p_owner text, p_limit integer, p_lease_seconds double precision, p_orphan_policy text,
+    p_batch text DEFAULT NULL, p_org_cap integer DEFAULT NULL, p_org_rate double precision DEFAULT NULL,
+    p_skip_orgs text[] DEFAULT NULL)
+RETURNS SETOF secret_jobs
+LANGUAGE plpgsql
+SET jit = off
+AS $$
+DECLARE
+    v_pairs integer;
+    v_take_pairs integer;
+    v_got integer;
+    v_left integer;
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 THEN
+        RETURN;
+    END IF;
+    IF p_org_cap IS NOT NULL OR p_org_rate IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(hashtext('atlas-secrets claim'));
+    END IF;
+    SELECT count(*) INTO v_pairs FROM secret_job_counts
+    WHERE state = 'queued' AND n > 0 AND (p_batch IS NULL OR batch = p_batch);
+    IF v_pairs = 0 THEN
+        RETURN;
+    END IF;
+    -- Candidates from about twice as many (batch, org)s as the claim can start (a (batch, org)
+    -- may turn out to have nothing eligible), at least two from each.
+    v_take_pairs := least(v_pairs, greatest(8, 2 * p_limit));
+    RETURN QUERY SELECT * FROM claim_secret_jobs_among(
+        p_owner, p_limit, p_lease_seconds, p_orphan_policy, p_batch, p_org_cap, p_org_rate, p_skip_orgs,
+        v_take_pairs, least(p_limit, greatest(2, ceil(4.0 * p_limit / v_take_pairs)::integer)));
+    GET DIAGNOSTICS v_got = ROW_COUNT;
+    -- Short, and (batch, org)s were left out: the ones looked at may have had only blocked jobs
+    -- (their account runs a job of another batch, or settles an unknown outcome), which their
+    -- running count does not show. A second pass looks at all of them, so a runnable job is never
+    -- hidden behind blocked ones; it costs a full claim only when the first came up short.
+    v_left := p_limit - v_got;
+    IF v_left > 0 AND v_take_pairs < v_pairs THEN
+        RETURN QUERY SELECT * FROM claim_secret_jobs_among(
+            p_owner, v_left, p_lease_seconds, p_orphan_policy, p_batch, p_org_cap, p_org_rate, p_skip_orgs,
+            v_pairs, least(v_left, greatest(2, ceil(4.0 * v_left / v_pairs)::integer)));
+    END IF;
 END $$;
