@@ -11,9 +11,14 @@
 --    400 rows to return a handful. When that comes up short, a second pass looks at them all.
 -- 3. p_skip_orgs: orgs this worker knows to be throttled right now (its rate-limit gate is
 --    closed: Atlas said its bucket is empty); their jobs would only be handed back.
+-- 4. One worker process per org at a time: a worker does not start an org whose jobs another
+--    live worker is running. Each process paces an org from Atlas's answers to its own calls;
+--    two processes spending one bucket each believed it had the tokens the other took, and sent
+--    calls into a Retry-After the other was given. Claims take turns (an advisory lock), so two
+--    workers cannot both start the same free org.
 --
 -- Everything else is as in 003: eligibility inside the locked subqueries, pinned planner
--- settings, the advisory lock when a cap or a rate is set, the paused-org probe.
+-- settings, the paused-org probe.
 
 ALTER TABLE secret_job_counts ADD COLUMN last_started_at timestamptz;
 
@@ -67,6 +72,11 @@ BEGIN
         LEFT JOIN secret_job_counts r ON r.batch = c.batch AND r.org_id = c.org_id AND r.state = 'running'
         WHERE c.state = 'queued' AND c.n > 0 AND (p_batch IS NULL OR c.batch = p_batch)
           AND (p_skip_orgs IS NULL OR c.org_id <> ALL (p_skip_orgs))
+          -- One worker process per org at a time: its gate then sees every call spent from the
+          -- org's bucket, and no other process sends into a Retry-After it was given.
+          AND NOT EXISTS (SELECT 1 FROM secret_jobs o
+                          WHERE o.state = 'running' AND o.org_id = c.org_id
+                            AND o.lease_owner <> p_owner AND o.lease_expires_at > now())
           AND NOT EXISTS (SELECT 1 FROM secret_org_pacing p
                           WHERE p.org_id = c.org_id
                             AND (p.not_before > now()
@@ -160,9 +170,10 @@ BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RETURN;
     END IF;
-    IF p_org_cap IS NOT NULL OR p_org_rate IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(hashtext('atlas-secrets claim'));
-    END IF;
+    -- Claims take turns (the lock is the transaction's: one statement), so that two workers
+    -- claiming at once cannot both start the same free org, nor together pass a cap or a rate;
+    -- each claim's queries after it see the claims before it.
+    PERFORM pg_advisory_xact_lock(hashtext('atlas-secrets claim'));
     SELECT count(*) INTO v_pairs FROM secret_job_counts
     WHERE state = 'queued' AND n > 0 AND (p_batch IS NULL OR batch = p_batch);
     IF v_pairs = 0 THEN

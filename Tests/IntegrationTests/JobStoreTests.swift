@@ -20,13 +20,40 @@ import Testing
         let accounts = Set(first.map { $0.job.orgId + $0.job.clientId })
         #expect(accounts.count == 5)
         #expect(first.allSatisfy { $0.job.state == .running && $0.job.attempts == 1 && $0.fence.owner == "w1" })
-        let rest = try JobStore.claim(conn, limit: 100, options: options("w2"))
+        let rest = try JobStore.claim(conn, limit: 100, options: options("w1"))
         let all = first + rest
         // Each account has at most one running job: 2 shared accounts + 10 more, one of which
         // (org 0, account 0) is also one of the shared two = 11 accounts.
         #expect(all.count == 11)
         #expect(Set(all.map { $0.job.orgId + $0.job.clientId }).count == 11)
         #expect(Set(all.map(\.job.id)).count == 11)
+    }
+
+    /// One worker process per org at a time: another worker does not start an org whose jobs a
+    /// live worker runs (it takes other orgs), and does once that worker's leases have run out.
+    @Test func anotherWorkerDoesNotStartAnOrgAWorkerIsRunning() throws {
+        defer { db.drop() }
+        let conn = try db.connect()
+        // 4 jobs of org 0 (4 accounts), then 1 of org 1.
+        try insertJobs(conn, count: 4, orgs: 1, accountsPerOrg: 4)
+        let first = try JobStore.claim(conn, limit: 1, options: options("w1", lease: 30))
+        #expect(first.count == 1)
+        #expect(try JobStore.claim(conn, limit: 10, options: options("w2")).isEmpty)
+        try conn.execute("""
+            INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
+            VALUES (\(TestIds.org(1)), \(TestIds.client(1, 0)), 24, 'b')
+            """)
+        #expect(try JobStore.claim(conn, limit: 10, options: options("w2")).map(\.job.orgId) == [TestIds.org(1)])
+        // The first worker itself may run more of its org.
+        #expect(try JobStore.claim(conn, limit: 10, options: options("w1")).count == 3)
+        // w1 dies: once its leases have run out, w2 may take the org.
+        try conn.execute("UPDATE secret_jobs SET lease_expires_at = now() - interval '1 second' WHERE lease_owner = 'w1'")
+        try conn.execute("""
+            INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
+            VALUES (\(TestIds.org(0)), \(TestIds.client(0, 9)), 24, 'later')
+            """)
+        let rescued = try JobStore.claim(conn, limit: 10, options: options("w2"))
+        #expect(rescued.map(\.job.orgId) == [TestIds.org(0)], "w2 did not take the dead worker's org")
     }
 
     @Test func fencedWritesRefuseAnotherOwnerAndAreIdempotent() throws {

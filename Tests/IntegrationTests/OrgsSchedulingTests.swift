@@ -35,11 +35,11 @@ import Testing
         #expect(worker.wait(timeout: 30) == 0)
     }
 
-    /// Two workers of 3 lanes each (6 lanes, more than the 4 the cap allows over 2 orgs),
-    /// `--per-org-concurrency 2`, 2 orgs of 15 accounts, 100 ms of latency: sampled every 20 ms,
-    /// no org ever has more than 2 running jobs; the cap is reached; both workers work; all succeed.
+    /// Two workers of 3 lanes each, `--per-org-concurrency 2`, 4 orgs of 8 accounts, 100 ms of
+    /// latency: sampled every 20 ms, no org ever has more than 2 running jobs; the cap is reached;
+    /// both workers work; all succeed.
     @Test func perOrgConcurrencyHoldsAcrossTwoWorkers() throws {
-        let h = try Harness("orgs_cap", orgs: 2, accountsPerOrg: 15)
+        let h = try Harness("orgs_cap", orgs: 4, accountsPerOrg: 8)
         defer { h.close() }
         try h.latency(ms: 100)
         let args = ["--drain", "--lease", "5", "--concurrency", "3", "--per-org-concurrency", "2"]
@@ -67,22 +67,22 @@ import Testing
         #expect(maxRunning.values.allSatisfy { $0 <= 2 }, "max running per org: \(maxRunning)")
         #expect(maxRunning.values.contains(2), "the cap was never reached: \(maxRunning)")
         let jobs = try h.listJobs(batch: "c")
-        #expect(jobs.count == 30 && jobs.allSatisfy { $0.state == "succeeded" })
-        // Both workers took part (the cap is cluster-wide, not per process).
+        #expect(jobs.count == 32 && jobs.allSatisfy { $0.state == "succeeded" })
+        // Both workers took part (an org is worked by one worker at a time, not the whole batch).
         let owners = Set(try jobs.map { try h.showJob($0.id) }.flatMap { ($0.history ?? []).map(\.owner) })
         #expect(owners.count == 2)
         print("orgs.cap: \(samples) samples, max running per org \(maxRunning)")
     }
 
-    /// Four worker processes over 3 orgs: each mints one token per credential it uses, and
-    /// revokes it at exit.
+    /// Four worker processes over 3 orgs: each mints one token per credential it uses (not one
+    /// per lane or per job), and revokes it at exit.
     @Test func oneTokenPerCredentialPerWorkerProcess() throws {
         let h = try Harness("orgs_tokens", orgs: 3, accountsPerOrg: 16)
         defer { h.close() }
         try h.latency(ms: 30)
         let workers = try (0..<4).map { i in try h.startWorker(["--concurrency", "4", "--lease", "5"], name: "w\(i)") }
         defer { workers.forEach { $0.stop() } }
-        // All four are up (listening) before the jobs arrive, so each gets a share of every org.
+        // All four are up (listening) before the jobs arrive, so they claim together.
         #expect(eventually(timeout: 15) { workers.allSatisfy { $0.stderr.contains("worker.started") } })
         try h.enqueue(h.accounts.map { OrgsRequest(org: $0.org, client: $0.client) }, batch: "k")
         #expect(try eventually(timeout: 60) { try h.status(["--batch", "k"]).counts.succeeded == 48 })
@@ -95,9 +95,10 @@ import Testing
             let org = AtlasSimulator.orgId(index: i)
             let owners = Set(jobs.filter { $0.orgId == org }.flatMap { ($0.history ?? []).map(\.owner) })
             let minted = state.counters.tokensMinted[h.credentialClientId(org: i)] ?? 0
-            // Exactly one token per worker process that called the org, and every worker did.
+            // Exactly one token per worker process that called the org (an org is worked by one
+            // process at a time, but may move to another between its jobs).
             #expect(minted == owners.count, "org \(i): \(minted) tokens, \(owners.count) workers")
-            #expect(minted == 4, "org \(i): \(minted) tokens")
+            #expect(minted >= 1, "org \(i): \(minted) tokens")
         }
         // All revoked at exit.
         #expect(state.counters.tokensRevoked == state.counters.tokensMinted.values.reduce(0, +))

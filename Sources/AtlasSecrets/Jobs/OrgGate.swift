@@ -50,6 +50,13 @@ final class OrgGate: Sendable {
                 }
                 o.closedUntil = nil
             }
+            if !o.probing, o.inFlight == 0, let answered = o.answeredAt,
+               Self.seconds(now - answered) > max(2, 2 * o.secondsPerToken) {
+                // Idle long enough for the bucket to have refilled twice over, as far as this
+                // process knows; but another worker may have spent it since (orgs move between
+                // workers): ask Atlas with one call before trusting the bound again.
+                o.probing = true
+            }
             if (o.probing || (o.level == nil && o.wasThrottled)) && o.inFlight > 0 {
                 // The probe's answer wakes us (finish broadcasts). Without Atlas's counts, a
                 // throttled org gets one call at a time from then on: calls fired together
@@ -83,6 +90,7 @@ final class OrgGate: Sendable {
             var o = map[org] ?? GateOrg()
             let now = ContinuousClock.now
             o.inFlight = max(0, o.inFlight - 1)
+            if answered { o.answeredAt = now }
             if let seconds = throttledFor {
                 let until = now + .seconds(seconds)
                 if o.closedUntil.map({ $0 < until }) ?? true { o.closedUntil = until }
@@ -157,6 +165,8 @@ struct GateOrg {
     var inFlight = 0
     /// One call at a time until Atlas answers the org (start, and after each throttle).
     var probing = true
+    /// When Atlas last answered a call to the org (nil: never).
+    var answeredAt: ContinuousClock.Instant?
     /// Atlas throttled the org at least once.
     var wasThrottled = false
     /// A lower bound of the tokens in the org's bucket at `levelAt` (nil: Atlas sends no
