@@ -15,12 +15,16 @@
 --    live worker is running. Each process paces an org from Atlas's answers to its own calls;
 --    two processes spending one bucket each believed it had the tokens the other took, and sent
 --    calls into a Retry-After the other was given. Claims take turns (an advisory lock), so two
---    workers cannot both start the same free org.
+--    workers cannot both start the same free org. A worker limited to another batch
+--    (`worker --batch`) does not hold the org: it would never serve this batch's jobs.
 --
 -- Everything else is as in 003: eligibility inside the locked subqueries, pinned planner
 -- settings, the paused-org probe.
 
 ALTER TABLE secret_job_counts ADD COLUMN last_started_at timestamptz;
+-- The batch the claiming worker was limited to (`worker --batch`; NULL: any batch): an org run by
+-- a worker that cannot take this batch does not keep this batch's jobs of the org waiting.
+ALTER TABLE secret_jobs ADD COLUMN lease_scope text;
 
 CREATE OR REPLACE FUNCTION secret_job_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -76,7 +80,8 @@ BEGIN
           -- org's bucket, and no other process sends into a Retry-After it was given.
           AND NOT EXISTS (SELECT 1 FROM secret_jobs o
                           WHERE o.state = 'running' AND o.org_id = c.org_id
-                            AND o.lease_owner <> p_owner AND o.lease_expires_at > now())
+                            AND o.lease_owner <> p_owner AND o.lease_expires_at > now()
+                            AND (o.lease_scope IS NULL OR o.lease_scope = c.batch))
           AND NOT EXISTS (SELECT 1 FROM secret_org_pacing p
                           WHERE p.org_id = c.org_id
                             AND (p.not_before > now()
@@ -147,7 +152,8 @@ BEGIN
     UPDATE secret_jobs j
     SET state = 'running', attempts = j.attempts + 1, lease_owner = p_owner,
         lease_expires_at = now() + make_interval(secs => p_lease_seconds),
-        started_at = coalesce(j.started_at, now()), updated_at = now(), orphan_policy = p_orphan_policy
+        started_at = coalesce(j.started_at, now()), updated_at = now(), orphan_policy = p_orphan_policy,
+        lease_scope = p_batch
     FROM chosen
     WHERE j.id = chosen.id
     RETURNING j.*;

@@ -56,6 +56,34 @@ import Testing
         #expect(rescued.map(\.job.orgId) == [TestIds.org(0)], "w2 did not take the dead worker's org")
     }
 
+    /// A worker limited to one batch (`worker --batch`) holds an org for that batch only: a
+    /// worker of another batch still takes the org's jobs of its own batch (else a long batch run
+    /// by a scoped worker would starve every other batch of the org).
+    @Test func aWorkerLimitedToABatchHoldsTheOrgForThatBatchOnly() throws {
+        defer { db.drop() }
+        let conn = try db.connect()
+        for (account, batch) in [(0, "big"), (1, "big"), (2, "small")] {
+            try conn.execute("""
+                INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
+                VALUES (\(TestIds.org(0)), \(TestIds.client(0, account)), 24, \(batch))
+                """)
+        }
+        var big = options("w-big")
+        big.batch = "big"
+        #expect(try JobStore.claim(conn, limit: 1, options: big).count == 1)
+        // Another worker takes the org's "small" job, not its other "big" one.
+        let taken = try JobStore.claim(conn, limit: 10, options: options("w-any"))
+        #expect(taken.map(\.job.clientId) == [TestIds.client(0, 2)])
+        for c in taken { #expect(try JobStore.complete(conn, c.fence, success("aaaaaaaaaaaaaaaaaaaaaaaa"))) }
+        try conn.execute("""
+            INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
+            VALUES (\(TestIds.org(0)), \(TestIds.client(0, 3)), 24, 'small')
+            """)
+        var small = options("w-small")
+        small.batch = "small"
+        #expect(try JobStore.claim(conn, limit: 10, options: small).map(\.job.clientId) == [TestIds.client(0, 3)])
+    }
+
     @Test func fencedWritesRefuseAnotherOwnerAndAreIdempotent() throws {
         defer { db.drop() }
         let conn = try db.connect()
