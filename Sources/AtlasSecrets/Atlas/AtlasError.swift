@@ -41,6 +41,9 @@ public struct AtlasError: Error, CustomStringConvertible, CustomDebugStringConve
     public var message: String
     /// The first bytes of an unparseable error body, for `debugDescription` only.
     public var bodySnippet: String?
+    /// The token ledger refused a token fetch before any request (Atlas's limits for the
+    /// credential, across all workers): nothing was sent, and `message` says why.
+    public var refusedByTokenLedger = false
 
     /// An error from its parts; `isAmbiguous` defaults from the status and transport error.
     public init(

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 
 /// OAuth tokens for service-account credentials, shared by all lanes (Sendable; a lock inside).
 ///
@@ -7,22 +8,28 @@ import Foundation
 /// half the token's lifetime) before expiry by ONE caller while the others wait on a condition
 /// variable; a failed fetch wakes the waiters with that error. Only the HTTP client passed to
 /// `token(for:secret:using:)` is used for the fetch, so it runs on the caller's lane.
+///
+/// With a `TokenLedger`, the fetching caller asks it first (other processes' tokens count
+/// against Atlas's limits too) and tells it how the fetch ended and what `revokeAll` revoked.
 public final class TokenProvider: Sendable {
     public let baseURL: String
     /// Seconds before expiry at which a token is renewed, after clamping.
     public let renewBefore: Double
+    /// Consulted before each fetch (nil: none, each process on its own).
+    public let ledger: (any TokenLedger)?
     private let now: @Sendable () -> Double
     private let state = TokenState()
 
     /// A provider for `baseURL` (`https://cloud.mongodb.com`, trailing `/` tolerated).
-    public convenience init(baseURL: String, renewBefore: Double = 60) {
-        self.init(baseURL: baseURL, renewBefore: renewBefore, clock: { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 })
+    public convenience init(baseURL: String, renewBefore: Double = 60, ledger: (any TokenLedger)? = nil) {
+        self.init(baseURL: baseURL, renewBefore: renewBefore, ledger: ledger, clock: { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 })
     }
 
     /// As above with a monotonic clock in seconds (tests).
-    init(baseURL: String, renewBefore: Double, clock: @escaping @Sendable () -> Double) {
+    init(baseURL: String, renewBefore: Double, ledger: (any TokenLedger)? = nil, clock: @escaping @Sendable () -> Double) {
         self.baseURL = AtlasURL.trimmedBase(baseURL)
         self.renewBefore = min(600, max(10, renewBefore.isFinite ? renewBefore : 60))
+        self.ledger = ledger
         self.now = clock
     }
 
@@ -31,7 +38,8 @@ public final class TokenProvider: Sendable {
 
     /// A valid access token for the service account; fetches one when none is cached or it is
     /// about to expire. Throws `.authentication` (credential refused), `.rateLimited`, `.transport`,
-    /// `.api` or `.invalidResponse`; none of them is ambiguous.
+    /// `.api` or `.invalidResponse`; none of them is ambiguous. A ledger's refusal throws
+    /// `.authentication` (live cap) or `.rateLimited` (fetch rate) with `refusedByTokenLedger`.
     public func token(for clientId: String, secret: String, using http: HTTPClient) throws(AtlasError) -> String {
         state.lock()
         while true {
@@ -53,9 +61,9 @@ public final class TokenProvider: Sendable {
             state.value.entries[clientId] = entry
             state.unlock()
 
-            let outcome: Result<(String, Double), AtlasError>
+            let outcome: Result<(String, Double, TokenLedgerEntry?), AtlasError>
             do throws(AtlasError) {
-                outcome = .success(try fetch(clientId: clientId, secret: secret, http: http))
+                outcome = .success(try fetchRecorded(clientId: clientId, secret: secret, http: http))
             } catch {
                 outcome = .failure(error)
             }
@@ -65,9 +73,10 @@ public final class TokenProvider: Sendable {
             done.fetching = false
             done.generation += 1
             switch outcome {
-            case .success(let (token, expiresIn)):
+            case .success(let (token, expiresIn, entry)):
                 let margin = min(renewBefore, expiresIn / 2)
                 done.token = token
+                done.ledgerEntry = entry
                 done.secret = secret
                 done.renewAt = now() + expiresIn - margin
                 done.failure = nil
@@ -79,7 +88,7 @@ public final class TokenProvider: Sendable {
             state.broadcast()
             state.unlock()
             switch outcome {
-            case .success(let (token, _)): return token
+            case .success(let (token, _, _)): return token
             case .failure(let error): throw error
             }
         }
@@ -92,21 +101,25 @@ public final class TokenProvider: Sendable {
         }
     }
 
-    /// Revokes every cached token (`POST {base}/api/oauth/revoke`) and forgets them; errors are ignored.
-    /// Call at exit, after the lanes stopped. `http` makes one client per revoking thread: up to
-    /// `parallelism` revocations go out at once (a worker across 200 orgs holds 200 tokens, and
-    /// revoking them one by one made its exit a third of a second longer).
+    /// Revokes every cached token (`POST {base}/api/oauth/revoke`) and forgets them; errors are
+    /// ignored, and the ledger is told which revocations Atlas accepted. Call at exit, after the
+    /// lanes stopped. `http` makes one client per revoking thread: up to `parallelism`
+    /// revocations go out at once (a worker across 200 orgs holds 200 tokens, and revoking them
+    /// one by one made its exit a third of a second longer).
     public func revokeAll(parallelism: Int = 8, http: @escaping @Sendable () -> HTTPClient) {
-        let toRevoke: [(clientId: String, secret: String, token: String)] = state.withLock { value in
-            var list: [(String, String, String)] = []
+        typealias Item = (clientId: String, secret: String, token: String, entry: TokenLedgerEntry?)
+        let toRevoke: [Item] = state.withLock { value in
+            var list: [Item] = []
             for (clientId, entry) in value.entries {
-                if let token = entry.token, let secret = entry.secret { list.append((clientId, secret, token)) }
+                if let token = entry.token, let secret = entry.secret { list.append((clientId, secret, token, entry.ledgerEntry)) }
                 value.entries[clientId]?.token = nil
+                value.entries[clientId]?.ledgerEntry = nil
             }
             return list
         }
         let baseURL = self.baseURL
-        let revoke: @Sendable (HTTPClient, (clientId: String, secret: String, token: String)) -> Void = { client, item in
+        let revokedEntries = LockedList<TokenLedgerEntry>()
+        let revoke: @Sendable (HTTPClient, Item) -> Void = { client, item in
             let body = "token=\(formEncode(item.token))&token_type_hint=access_token"
             let request = HTTPRequest(
                 method: "POST", url: baseURL + "/api/oauth/revoke",
@@ -116,7 +129,13 @@ public final class TokenProvider: Sendable {
                     ("Content-Type", "application/x-www-form-urlencoded"),
                 ],
                 body: Array(body.utf8))
-            _ = try? client.send(request)
+            if let response = try? client.send(request), response.status == 200, let entry = item.entry {
+                revokedEntries.append(entry)
+            }
+        }
+        defer {
+            let entries = revokedEntries.items
+            if let ledger, !entries.isEmpty { ledger.revoked(entries) }
         }
         let threads = min(max(1, parallelism), toRevoke.count)
         guard threads > 1 else {
@@ -136,6 +155,30 @@ public final class TokenProvider: Sendable {
             thread.start()
         }
         done.wait()
+    }
+
+    /// `fetch`, asking the ledger first and telling it the outcome.
+    private func fetchRecorded(clientId: String, secret: String, http: HTTPClient) throws(AtlasError) -> (String, Double, TokenLedgerEntry?) {
+        guard let ledger else {
+            let (token, expiresIn) = try fetch(clientId: clientId, secret: secret, http: http)
+            return (token, expiresIn, nil)
+        }
+        let verdict = ledger.reserveFetch(clientId: clientId)
+        if let refusal = verdict.error(clientId: clientId) { throw refusal }
+        guard case .proceed(let entry) = verdict else { preconditionFailure("a verdict without an error proceeds") }
+        do throws(AtlasError) {
+            let (token, expiresIn) = try fetch(clientId: clientId, secret: secret, http: http)
+            if let entry { ledger.fetched(entry, expiresIn: expiresIn) }
+            return (token, expiresIn, entry)
+        } catch {
+            if let entry {
+                // A token may exist when the answer was lost after the request left, or came
+                // unreadable or as a 5xx: it keeps counting until its hour is over.
+                let mayHaveMinted = error.httpStatus.map { $0 == 200 || $0 >= 500 } ?? (error.transport?.requestMayHaveBeenSent ?? false)
+                ledger.fetchFailed(entry, mayHaveMinted: mayHaveMinted)
+            }
+            throw error
+        }
     }
 
     private func fetch(clientId: String, secret: String, http: HTTPClient) throws(AtlasError) -> (String, Double) {
@@ -200,6 +243,8 @@ struct TokenEntry {
     var token: String?
     var secret: String?
     var renewAt: Double = 0
+    /// The ledger's record of `token`'s fetch.
+    var ledgerEntry: TokenLedgerEntry?
     var fetching = false
     var generation = 0
     var failure: AtlasError?
@@ -208,6 +253,13 @@ struct TokenEntry {
 struct TokenStateValue {
     var entries: [String: TokenEntry] = [:]
     var minted = 0
+}
+
+/// A list appended to from several threads.
+final class LockedList<Element: Sendable>: Sendable {
+    private let list = Mutex<[Element]>([])
+    func append(_ element: Element) { list.withLock { $0.append(element) } }
+    var items: [Element] { list.withLock { $0 } }
 }
 
 /// The provider's mutable state behind an `NSCondition`.
