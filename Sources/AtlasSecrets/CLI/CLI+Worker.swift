@@ -41,6 +41,8 @@ extension CLI.Context {
         config.perOrgConcurrency = o.perOrgConcurrency
         config.orgRatePerSecond = o.orgRate?.perSecond
         config.progress = o.progress || (o.drain && Console.isTerminal(2))
+        if let cap = try positiveInteger("ATLAS_SECRETS_TOKEN_LIVE_CAP") { config.tokenLiveCap = cap }
+        if let rate = try positiveInteger("ATLAS_SECRETS_TOKEN_FETCHES_PER_MINUTE") { config.tokenFetchesPerMinute = rate }
         let logger = Logger(format: o.logFormat, minimumLevel: level)
         let worker = Worker(configuration: config, credentials: credentials, key: key, logger: logger)
 
@@ -69,6 +71,17 @@ extension CLI.Context {
         } catch let error as WorkerError {
             throw CommandFailure(error.description, .unavailable)
         }
+    }
+}
+
+extension CLI.Context {
+    /// An environment variable holding a whole number > 0 (nil: unset or empty).
+    fileprivate func positiveInteger(_ name: String) throws -> Int? {
+        guard let text = environment[name]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+        guard let value = Int(text), value > 0 else {
+            throw CommandFailure("\(name) must be a whole number greater than 0, not \(text)", .usage)
+        }
+        return value
     }
 }
 

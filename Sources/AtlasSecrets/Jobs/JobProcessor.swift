@@ -300,7 +300,7 @@ struct JobProcessor {
     /// database has it now, when a throttled try may be parked and resumed on the same attempt.
     private func handle(_ error: AtlasError, _ fence: JobFence, _ job: Job, unsettled: Bool, ms: Int, resumable: ClaimedJob? = nil) -> WorkerState.Outcome {
         switch error.code {
-        case .rateLimited where error.httpStatus == nil:
+        case .rateLimited where error.httpStatus == nil && !error.refusedByTokenLedger:
             // Held back by this process's gate (the org is throttled): nothing was sent.
             let delay = error.retryAfter ?? 0
             if park(resumable, for: delay) { return .parked }
@@ -312,7 +312,9 @@ struct JobProcessor {
             context.gate.close(job.orgId, for: delay)
             context.throttle(org: job.orgId, seconds: delay)
             log.info("job.throttled", ["job": "\(job.id)", "org": job.orgId, "retry_after": String(format: "%.1f", delay)])
-            let code = error.apiError?.errorCode ?? "RATE_LIMITED"
+            // The token ledger's refusal (too many token requests for the credential in the last
+            // minute, across workers) waits the same way, every worker told through the database.
+            let code = error.apiError?.errorCode ?? (error.refusedByTokenLedger ? "TOKEN_RATE_LIMITED" : "RATE_LIMITED")
             // Atlas refused the call, so nothing was created: the job may wait here for the org
             // to reopen, on the same attempt (a throttle spends none), its throttle on record.
             if resumable != nil, delay <= Self.maxPark {
@@ -330,11 +332,13 @@ struct JobProcessor {
         case .authentication:
             // The org's credential was refused: every job of the org would fail the same way, so the
             // whole org pauses (shown by `status`, tried again in 5 minutes) and no attempt is spent.
-            let reason = "credential refused (HTTP \(error.httpStatus.map(String.init) ?? "?")\(error.apiError.map { " \($0.errorCode)" } ?? "")) at \(AtlasTime.format(Date()))"
+            // The token ledger's refusal (the credential's live tokens reach the cap) pauses it the same way.
+            let reason = error.refusedByTokenLedger ? error.message
+                : "credential refused (HTTP \(error.httpStatus.map(String.init) ?? "?")\(error.apiError.map { " \($0.errorCode)" } ?? "")) at \(AtlasTime.format(Date()))"
             context.pause(org: job.orgId, reason: reason)
             log.error("org.paused", ["org": job.orgId, "job": "\(job.id)", "reason": reason])
             return end(fence, job, .giveBack(delay: 0, needsReconcile: unsettled, outcome: "paused"),
-                       code: "CREDENTIAL_REFUSED", detail: error.description, status: error.httpStatus, ms: ms)
+                       code: error.refusedByTokenLedger ? "TOKEN_LIVE_CAP" : "CREDENTIAL_REFUSED", detail: error.description, status: error.httpStatus, ms: ms)
         case .transport, .invalidResponse:
             return retryOrFail(fence, job, error: error, needsReconcile: unsettled, ms: ms)
         default:

@@ -238,7 +238,9 @@ struct PacedAtlas {
             gate.finish(org, answered: true, remaining: client.lastRateLimitRemaining, limit: client.lastRateLimitLimit, throttledFor: nil)
             return result
         } catch {
-            if error.code == .rateLimited {
+            // The token ledger's refusal is no word from Atlas on the org's bucket (the caller
+            // closes the org for its wait).
+            if error.code == .rateLimited && !error.refusedByTokenLedger {
                 gate.finish(org, answered: true, remaining: 0, limit: client.lastRateLimitLimit, throttledFor: error.retryAfter ?? fallbackDelay())
             } else {
                 gate.finish(org, answered: error.httpStatus != nil, remaining: client.lastRateLimitRemaining, limit: client.lastRateLimitLimit, throttledFor: nil)

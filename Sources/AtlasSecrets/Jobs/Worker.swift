@@ -97,6 +97,11 @@ public final class Worker: Sendable {
         public var http = HTTPClient.Configuration()
         /// Redraw a progress line on stderr.
         public var progress: Bool = false
+        /// OAuth tokens per credential across all workers (the token ledger): no new token while
+        /// this many are live (the org pauses), none while this many were fetched in the last
+        /// minute (the org waits). Atlas allows 100 live and about 50 a minute.
+        public var tokenLiveCap: Int = TokenLedgerLimits.defaultLiveCap
+        public var tokenFetchesPerMinute: Int = TokenLedgerLimits.defaultFetchesPerMinute
 
         public init() {}
     }
@@ -112,15 +117,18 @@ public final class Worker: Sendable {
     }
 
     let context: WorkerContext
+    let ledger: DatabaseTokenLedger
 
     /// A worker with a fresh owner id (host, pid, random): a restart is a different owner.
     public init(configuration: Worker.Configuration, credentials: CredentialStore, key: SecretKey, logger: Logger) {
         let host = ProcessInfo.processInfo.hostName
         let owner = "\(host):\(getpid()):\(Hashing.hexString(Hashing.randomBytes(4)))"
         let pool = PGPool(url: configuration.databaseURL, size: configuration.poolSize, applicationName: "atlas-secrets worker \(owner)")
+        ledger = DatabaseTokenLedger(pool: pool, owner: owner, liveCap: configuration.tokenLiveCap,
+                                     fetchesPerMinute: configuration.tokenFetchesPerMinute, logger: logger)
         context = WorkerContext(
             configuration: configuration, pool: pool, credentials: credentials, key: key, logger: logger,
-            state: WorkerState(), tokens: TokenProvider(baseURL: configuration.baseURL), owner: owner)
+            state: WorkerState(), tokens: TokenProvider(baseURL: configuration.baseURL, ledger: ledger), owner: owner)
     }
 
     /// Stop claiming; a second call cuts the grace period short. Safe from any thread.
@@ -139,6 +147,7 @@ public final class Worker: Sendable {
         let claimer = try Self.connect(config.databaseURL, name: "claimer", logger: log)
         defer { claimer.close() }
         try Self.checkSchema(claimer)
+        ledger.prune()
 
         log.info("worker.started", [
             "owner": context.owner, "concurrency": "\(config.concurrency)", "lease": "\(config.leaseSeconds)",
