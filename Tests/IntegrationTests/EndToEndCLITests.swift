@@ -56,10 +56,12 @@ extension EndToEnd {
             let conn = try h.connect()
             defer { conn.close() }
             // As if the database was migrated by an older release.
-            try conn.execute("DELETE FROM atlas_secrets_migrations WHERE version >= 4")
+            // One migration behind (no token ledger): the worker must not run without it.
+            try conn.execute("DELETE FROM atlas_secrets_migrations WHERE version >= 5")
             let out = try h.cli(["worker", "--drain"])
             #expect(out.status == 69, "\(out.both)")
-            #expect(out.stderr.contains("migration 3") && out.stderr.contains("atlas-secrets migrate"), "\(out.stderr)")
+            #expect(out.stderr.contains("at migration 4") && out.stderr.contains("needs migration 5")
+                    && out.stderr.contains("atlas-secrets migrate"), "\(out.stderr)")
             #expect(try h.status().counts.queued == 1)
             #expect(try h.state().counters.requests == 0)
         }

@@ -422,9 +422,10 @@ public final class Worker: Sendable {
         }
     }
 
-    /// The migrations this binary needs must be applied.
-    /// The newest migration this worker's statements need (004: the claim's `p_skip_orgs`).
-    static let schemaVersionNeeded = 4
+    /// The newest migration this worker needs (005: the token ledger). A worker on schema 004
+    /// would run, but every token fetch would find no ledger and go ahead uncounted, so the
+    /// limits it exists for would silently not hold: it refuses to start instead.
+    static let schemaVersionNeeded = 5
 
     static func checkSchema(_ conn: PGConnection) throws {
         let row = try conn.query("SELECT to_regclass('atlas_secrets_migrations') IS NOT NULL AS ok").rows[0]
