@@ -88,7 +88,11 @@ public final class TokenProvider: Sendable {
             state.broadcast()
             state.unlock()
             switch outcome {
-            case .success(let (token, _, _)): return token
+            case .success(let (token, expiresIn, entry)):
+                // Recorded after the waiters have the token: the ledger's write is bookkeeping,
+                // and every lane of the credential used to wait for it.
+                if let ledger, let entry { ledger.fetched(entry, expiresIn: expiresIn) }
+                return token
             case .failure(let error): throw error
             }
         }
@@ -157,7 +161,8 @@ public final class TokenProvider: Sendable {
         done.wait()
     }
 
-    /// `fetch`, asking the ledger first and telling it the outcome.
+    /// `fetch`, asking the ledger first and telling it of a failure (a success is reported by
+    /// the caller once the token is shared).
     private func fetchRecorded(clientId: String, secret: String, http: HTTPClient) throws(AtlasError) -> (String, Double, TokenLedgerEntry?) {
         guard let ledger else {
             let (token, expiresIn) = try fetch(clientId: clientId, secret: secret, http: http)
@@ -168,7 +173,6 @@ public final class TokenProvider: Sendable {
         guard case .proceed(let entry) = verdict else { preconditionFailure("a verdict without an error proceeds") }
         do throws(AtlasError) {
             let (token, expiresIn) = try fetch(clientId: clientId, secret: secret, http: http)
-            if let entry { ledger.fetched(entry, expiresIn: expiresIn) }
             return (token, expiresIn, entry)
         } catch {
             if let entry {
