@@ -86,7 +86,8 @@ final class BackgroundProcess: @unchecked Sendable {  // @unchecked: Process is 
     var stdout: String { (try? String(contentsOf: stdoutPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOf: stderrPath, encoding: .utf8)) ?? "" }
 
-    func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+    /// Sends `sig` while the process runs; after its exit the pid may belong to another process.
+    func signal(_ sig: Int32) { if process.isRunning { kill(process.processIdentifier, sig) } }
 
     /// Waits for exit up to `timeout` seconds; returns the status, or nil on timeout.
     @discardableResult
