@@ -65,6 +65,8 @@ public enum CommandLineParser {
             ("MONGODB_ATLAS_CLIENT_ID/_SECRET", "Default credential: a service account."),
             ("MONGODB_ATLAS_PUBLIC/PRIVATE_API_KEY", "Default credential: an API key (Digest)."),
             ("ATLAS_SECRETS_LOG_LEVEL", "debug, info (default), warning, error."),
+            ("ATLAS_SECRETS_TOKEN_LIVE_CAP", "Live OAuth tokens per service account, all workers (default 80)."),
+            ("ATLAS_SECRETS_TOKEN_FETCHES_PER_MINUTE", "OAuth token requests per service account a minute, all workers (default 40)."),
         ])
         out += "\n  See 'atlas-secrets help <command>' for detailed help.\n"
         return out
