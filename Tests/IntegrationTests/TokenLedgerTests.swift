@@ -61,39 +61,49 @@ import Testing
         #expect(try h.count("SELECT count(*) FROM oauth_token_ledger WHERE credential_hash LIKE '%\(credential)%'") == 0)
     }
 
-    /// Workers starting together, each needing a token for the same credential: no more tokens
-    /// than the cap. (Whether they truly ask at the same instant is up to the scheduler; the lock
-    /// that makes it safe when they do is shown by `aReservationWaitsForTheOneInFlight…`.)
-    @Test func workersStartingTogetherDoNotOvershootTheCap() throws {
-        let h = try Harness("ledger_race", orgs: 1, accountsPerOrg: 4)
+    /// Workers take turns on an organization (one worker process per org at a time), but each
+    /// keeps the token it fetched until it exits: many long-lived workers that served the same
+    /// org hold one token each. At the cap, the next worker is refused and the org pauses.
+    /// (A served worker is SIGSTOPped so that the next job goes to a new worker, not back to it.)
+    @Test func liveWorkersTakingTurnsEachHoldATokenAndTheCapStopsTheNext() throws {
+        let h = try Harness("ledger_turns", orgs: 1, accountsPerOrg: 4)
         defer { h.close() }
         let credential = h.credentialClientId(org: 0)
-        for i in 0..<4 {
-            try h.enqueue([OrgsRequest(org: h.accounts[i].org, client: h.accounts[i].client)], batch: "r\(i)")
+        let env = ["ATLAS_SECRETS_TOKEN_LIVE_CAP": "2"]
+        var workers: [BackgroundProcess] = []
+        defer {
+            for w in workers { w.signal(SIGCONT) }
+            workers.forEach { $0.stop() }
         }
-        // Each worker drains its own batch (`--batch` needs `--drain`) and exits, revoking its
-        // token; slow creates keep the first tokens live while the other workers start and ask.
-        try h.control("POST", "/_sim/faults", #"{"rules":[{"method":"POST","pathContains":"/secrets","latencyMs":4000}]}"#)
-        let workers = try (0..<4).map { i in
-            try h.startWorker(["--drain", "--lease", "5", "--batch", "r\(i)"], name: "racer-\(i)", extraEnvironment: ["ATLAS_SECRETS_TOKEN_LIVE_CAP": "2"])
+        for i in 0..<2 {
+            try h.enqueue([OrgsRequest(org: h.accounts[i].org, client: h.accounts[i].client)], batch: "t")
+            let worker = try h.startWorker(["--lease", "5"], name: "served-\(i)", extraEnvironment: env)
+            workers.append(worker)
+            let done = try eventually(timeout: 20) { try h.count("SELECT count(*) FROM secret_jobs WHERE state = 'succeeded'") == i + 1 }
+            try #require(done, "worker \(i) did not finish its job: \(worker.stderr.suffix(2000))")
+            worker.signal(SIGSTOP)
         }
-        defer { workers.forEach { $0.stop() } }
-        // Two jobs succeed (two tokens); the other two are refused a token and go back to the
-        // queue with no attempt spent. (Their refusal paused the org, but the two successes that
-        // end later lift the pause: a success means the org's credential works.)
-        let settled = try eventually(timeout: 20) {
-            try h.count("SELECT count(*) FROM secret_jobs WHERE state = 'succeeded'") == 2
-                && h.count("SELECT count(*) FROM secret_jobs WHERE state = 'queued' AND last_error_code = 'TOKEN_LIVE_CAP'") == 2
-                && h.count("SELECT count(*) FROM secret_jobs WHERE state = 'running'") == 0
+        // Two live workers hold a token each; a third worker's fetch would be the third.
+        try h.enqueue([OrgsRequest(org: h.accounts[2].org, client: h.accounts[2].client)], batch: "t")
+        let third = try h.startWorker(["--lease", "5"], name: "refused", extraEnvironment: env)
+        workers.append(third)
+        let refused = try eventually(timeout: 20) {
+            try h.count("SELECT count(*) FROM secret_jobs WHERE state = 'queued' AND last_error_code = 'TOKEN_LIVE_CAP'") == 1
         }
-        #expect(settled, "workers: \(workers.map { $0.stderr.suffix(800) })")
-        // Drained: the two that succeeded, and the two whose org is paused (for 5 minutes).
+        try #require(refused, "the third worker was not refused: \(third.stderr.suffix(2000))")
+        #expect(try h.status().org(h.accounts[0].org)?.pausedReason?.contains("2 live OAuth tokens") == true)
+        #expect(try h.state().counters.tokensMinted[credential] == 2)
+
+        for w in workers { w.signal(SIGCONT) }
+        for w in workers { w.signal(SIGTERM) }
         for w in workers { #expect(w.wait(timeout: 20) == 0) }
         let state = try h.state()
         #expect(state.counters.tokensMinted[credential] == 2, "minted: \(state.counters.tokensMinted)")
+        // The two served workers revoke at exit; the ledger says so.
         #expect(state.counters.tokensRevoked == 2)
-        #expect(try h.count("SELECT count(*) FROM secret_jobs WHERE state = 'queued' AND attempts = 0") == 2)
-        #expect(workers.filter { $0.stderr.contains("\"token.live_cap_reached\"") }.count == 2)
+        #expect(try h.count("SELECT count(*) FROM oauth_token_ledger WHERE revoked_at IS NOT NULL") == 2)
+        let job = try #require(try h.listJobs(batch: "t").first { $0.clientId == h.accounts[2].client })
+        #expect(job.state == "queued" && job.attempts == 0, "\(job.state), \(job.attempts) attempts")
     }
 
     /// The per-minute limit: once the credential's fetches in the last minute reach it, the next
