@@ -12,10 +12,12 @@ CREATE TABLE oauth_token_ledger (
     credential_hash text NOT NULL,               -- hex sha256 of 'atlas-secrets:' || client id
     owner           text NOT NULL,               -- the worker (lease owner id) that fetched it
     fetched_at      timestamptz NOT NULL DEFAULT now(),  -- when the request went out
-    -- Until the token endpoint answers, an hour (the lifetime Atlas gives): a process killed
-    -- mid-fetch may have got a token nobody will revoke. The answer sets fetched_at + expires_in
-    -- (from the answer's time); a refused fetch made no token, so its row expires at once but
-    -- still counts as a request in the last minute.
+    -- Reserved as 61 minutes (the hour Atlas gives, and a minute for the answer to arrive): a
+    -- process killed mid-fetch may have got a token nobody will revoke. An answer of a shorter
+    -- life (under 59 minutes) sets fetched_at + expires_in; an hour's answer keeps the reserved
+    -- time, which outlives the token by at most two minutes (counted live a little long, never
+    -- short) and saves a write per fetch. A refused fetch made no token, so its row expires at
+    -- once but still counts as a request in the last minute.
     expires_at      timestamptz NOT NULL,
     revoked_at      timestamptz,                 -- revoked at the owner's exit
     CHECK (expires_at >= fetched_at)
@@ -55,7 +57,7 @@ BEGIN
         RETURN;
     END IF;
     INSERT INTO oauth_token_ledger AS l (credential_hash, owner, expires_at)
-    VALUES (p_credential, p_owner, now() + interval '1 hour')
+    VALUES (p_credential, p_owner, now() + interval '61 minutes')
     RETURNING l.id INTO id;
     RETURN NEXT;
 END $$;

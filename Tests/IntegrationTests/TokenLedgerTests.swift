@@ -49,10 +49,11 @@ import Testing
         let org = try #require(try h.status().org(h.accounts[0].org))
         let reason = org.pausedReason ?? ""
         #expect(reason.contains("3 live OAuth tokens for credential \(credential), the cap is 3 (Atlas allows 100)"), "reason: \(reason)")
-        // The oldest token expires an hour after the first worker fetched it.
+        // The oldest token counts as live until 61 minutes after the first worker reserved it (an
+        // hour's token: the reservation's time is kept, a minute longer than the token).
         let oldest = reason.range(of: "the oldest expires at ").flatMap { isoDate(String(reason[$0.upperBound...])) }
         let expiry = try #require(oldest, "reason: \(reason)")
-        #expect(expiry.timeIntervalSinceNow > 3500 && expiry.timeIntervalSinceNow <= 3600)
+        #expect(expiry.timeIntervalSinceNow > 3560 && expiry.timeIntervalSinceNow <= 3660)
         // The ledger holds the three live tokens, by credential hash (never the client id).
         #expect(try h.count("""
             SELECT count(*) FROM oauth_token_ledger
@@ -243,6 +244,18 @@ import Testing
         #expect(try h.listJobs(batch: "u").allSatisfy { $0.state == "succeeded" })
         #expect(run.stderr.contains("\"token.ledger_unavailable\""))
         #expect(try h.state().counters.tokensMinted[h.credentialClientId(org: 0)] == 1)
+    }
+
+    /// A token of a shorter life than the reserved hour is recorded with its own expiry: it stops
+    /// counting against the cap when it dies.
+    @Test func aShortLivedTokenIsRecordedWithItsOwnExpiry() throws {
+        let h = try Harness("ledger_ttl", orgs: 1, accountsPerOrg: 1) { $0.tokenTTL = 120 }
+        defer { h.close() }
+        try h.enqueue([OrgsRequest(org: h.accounts[0].org, client: h.accounts[0].client)], batch: "t")
+        let run = try h.cli(["worker", "--drain", "--lease", "5", "--log-format", "json"])
+        #expect(run.status == 0, "\(run.both)")
+        let life = try h.scalar("SELECT extract(epoch FROM expires_at - fetched_at)::int FROM oauth_token_ledger")
+        #expect((Int(life) ?? 0) >= 120 && (Int(life) ?? 0) < 125, "recorded life: \(life) s")
     }
 
     /// Bad limits are a usage error, not a silent default.

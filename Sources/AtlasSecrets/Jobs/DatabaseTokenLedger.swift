@@ -55,7 +55,12 @@ final class DatabaseTokenLedger: TokenLedger {
         }
     }
 
+    /// The reservation counts a token live for 61 minutes; a lifetime of 59 to 61 minutes leaves
+    /// it so (at most two minutes too long: conservative), a shorter one is recorded.
+    static let reservedLifetime = 61.0 * 60
+
     func fetched(_ entry: TokenLedgerEntry, expiresIn: Double) {
+        guard expiresIn < Self.reservedLifetime - 120 || expiresIn > Self.reservedLifetime else { return }
         update("token.ledger_unrecorded", """
             UPDATE oauth_token_ledger SET expires_at = now() + make_interval(secs => \(expiresIn))
             WHERE id = \(entry.id)
