@@ -16,7 +16,8 @@
 --    two processes spending one bucket each believed it had the tokens the other took, and sent
 --    calls into a Retry-After the other was given. Claims take turns (an advisory lock), so two
 --    workers cannot both start the same free org. A worker limited to another batch
---    (`worker --batch`) does not hold the org: it would never serve this batch's jobs.
+--    (`worker --batch`) holds the org only until this batch's due job has waited 30 s: it would
+--    never serve that job, and the org's other batches must not starve behind a long one.
 --
 -- Everything else is as in 003: eligibility inside the locked subqueries, pinned planner
 -- settings, the paused-org probe.
@@ -67,13 +68,14 @@ AS $$
 BEGIN
     RETURN QUERY
     WITH pairs AS (
-        SELECT c.batch, c.org_id, coalesce(r.n, 0) AS running, r.last_started_at,
-               -- The (batch, org)'s most urgent due job, read without a lock (priorities win).
-               (SELECT j.priority FROM secret_jobs j
-                WHERE j.batch = c.batch AND j.org_id = c.org_id AND j.state = 'queued' AND j.run_at <= now()
-                ORDER BY j.priority DESC, j.run_at, j.id LIMIT 1) AS top_priority
+        SELECT c.batch, c.org_id, coalesce(r.n, 0) AS running, r.last_started_at, top.priority AS top_priority
         FROM secret_job_counts c
         LEFT JOIN secret_job_counts r ON r.batch = c.batch AND r.org_id = c.org_id AND r.state = 'running'
+        -- The (batch, org)'s most urgent due job, read without a lock (priorities win).
+        LEFT JOIN LATERAL (
+            SELECT j.priority, j.run_at FROM secret_jobs j
+            WHERE j.batch = c.batch AND j.org_id = c.org_id AND j.state = 'queued' AND j.run_at <= now()
+            ORDER BY j.priority DESC, j.run_at, j.id LIMIT 1) top ON true
         WHERE c.state = 'queued' AND c.n > 0 AND (p_batch IS NULL OR c.batch = p_batch)
           AND (p_skip_orgs IS NULL OR c.org_id <> ALL (p_skip_orgs))
           -- One worker process per org at a time: its gate then sees every call spent from the
@@ -81,7 +83,10 @@ BEGIN
           AND NOT EXISTS (SELECT 1 FROM secret_jobs o
                           WHERE o.state = 'running' AND o.org_id = c.org_id
                             AND o.lease_owner <> p_owner AND o.lease_expires_at > now()
-                            AND (o.lease_scope IS NULL OR o.lease_scope = c.batch))
+                            AND (o.lease_scope IS NULL OR o.lease_scope = c.batch
+                                 -- A worker limited to another batch holds the org too, but
+                                 -- not once this batch's job has waited 30 s for it.
+                                 OR top.run_at > now() - interval '30 seconds'))
           AND NOT EXISTS (SELECT 1 FROM secret_org_pacing p
                           WHERE p.org_id = c.org_id
                             AND (p.not_before > now()
@@ -91,8 +96,15 @@ BEGIN
         SELECT * FROM pairs WHERE top_priority IS NOT NULL
         ORDER BY top_priority DESC, running, last_started_at NULLS FIRST, org_id, batch
         LIMIT p_take_pairs
+    ), locked_pairs AS MATERIALIZED (
+        -- The (batch, org)'s queued counter, which this claim's update will change, locked now
+        -- and skipped when another transaction holds it (a producer's open transaction that
+        -- enqueued into it, a rescue): the claim never waits on it, under the claim lock.
+        SELECT cp.* FROM chosen_pairs cp
+        JOIN secret_job_counts k ON k.batch = cp.batch AND k.org_id = cp.org_id AND k.state = 'queued'
+        FOR UPDATE OF k SKIP LOCKED
     ), candidates AS MATERIALIZED (
-        SELECT x.*, pr.running AS pair_running, pr.last_started_at AS pair_last_started FROM chosen_pairs pr, LATERAL (
+        SELECT x.*, pr.running AS pair_running, pr.last_started_at AS pair_last_started FROM locked_pairs pr, LATERAL (
             SELECT j.id, j.org_id, j.client_id, j.batch, j.priority, j.run_at
             FROM secret_jobs j
             WHERE j.batch = pr.batch AND j.org_id = pr.org_id
@@ -179,7 +191,7 @@ BEGIN
     -- Claims take turns (the lock is the transaction's: one statement), so that two workers
     -- claiming at once cannot both start the same free org, nor together pass a cap or a rate;
     -- each claim's queries after it see the claims before it.
-    PERFORM pg_advisory_xact_lock(hashtext('atlas-secrets claim'));
+    PERFORM pg_advisory_xact_lock(hashtext(current_schema() || ': atlas-secrets claim'));
     SELECT count(*) INTO v_pairs FROM secret_job_counts
     WHERE state = 'queued' AND n > 0 AND (p_batch IS NULL OR batch = p_batch);
     IF v_pairs = 0 THEN

@@ -56,9 +56,10 @@ import Testing
         #expect(rescued.map(\.job.orgId) == [TestIds.org(0)], "w2 did not take the dead worker's org")
     }
 
-    /// A worker limited to one batch (`worker --batch`) holds an org for that batch only: a
-    /// worker of another batch still takes the org's jobs of its own batch (else a long batch run
-    /// by a scoped worker would starve every other batch of the org).
+    /// A worker limited to one batch (`worker --batch`) holds an org for other batches too, but
+    /// only until their due job has waited 30 s: then a worker of another batch takes the org's
+    /// jobs of its own batch (else a long batch run by a scoped worker would starve every other
+    /// batch of the org).
     @Test func aWorkerLimitedToABatchHoldsTheOrgForThatBatchOnly() throws {
         defer { db.drop() }
         let conn = try db.connect()
@@ -71,6 +72,9 @@ import Testing
         var big = options("w-big")
         big.batch = "big"
         #expect(try JobStore.claim(conn, limit: 1, options: big).count == 1)
+        // The small batch's job has not waited 30 s: the org stays with w-big's process.
+        #expect(try JobStore.claim(conn, limit: 10, options: options("w-any")).isEmpty)
+        try conn.execute("UPDATE secret_jobs SET run_at = now() - interval '31 seconds' WHERE batch = 'small'")
         // Another worker takes the org's "small" job, not its other "big" one.
         let taken = try JobStore.claim(conn, limit: 10, options: options("w-any"))
         #expect(taken.map(\.job.clientId) == [TestIds.client(0, 2)])
@@ -79,6 +83,7 @@ import Testing
             INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
             VALUES (\(TestIds.org(0)), \(TestIds.client(0, 3)), 24, 'small')
             """)
+        try conn.execute("UPDATE secret_jobs SET run_at = now() - interval '31 seconds' WHERE batch = 'small' AND state = 'queued'")
         var small = options("w-small")
         small.batch = "small"
         #expect(try JobStore.claim(conn, limit: 10, options: small).map(\.job.clientId) == [TestIds.client(0, 3)])

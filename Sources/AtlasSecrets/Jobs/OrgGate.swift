@@ -5,8 +5,9 @@ import Synchronization
 /// `secret_org_pacing` does the same across processes, at claim time). Thread-safe.
 ///
 /// - A throttled org is closed until the time Atlas gave: no lane calls it before.
-/// - Until Atlas has answered the org once, and again after every throttle, one call at a time
-///   goes out (a probe).
+/// - Until Atlas has answered the org once, again after every throttle, and again when the
+///   process takes the org up anew (it held none of its jobs: another worker may have spent the
+///   bucket meanwhile), one call at a time goes out (a probe), still within the bound below.
 /// - When Atlas sends `RateLimit-Remaining`, the gate keeps a lower bound of the tokens in the
 ///   org's bucket: the header's value (less the calls still in flight), refilled at the rate the
 ///   gate assumes, one token taken per call. A call goes out only when the bound holds a whole
@@ -31,6 +32,16 @@ final class OrgGate: Sendable {
         }
     }
 
+    /// The org's bucket may have been spent by another process (this one takes the org over):
+    /// the next call is a probe, and its answer sets the bound again. A closed org stays closed.
+    func reprobe(_ org: String) {
+        orgs.withLock { map in
+            guard var o = map[org] else { return }
+            o.probing = true
+            map[org] = o
+        }
+    }
+
     /// Blocks the calling lane until the org may be called; the caller must `finish` the call.
     /// With `holdAtMost`, returns instead (the seconds until the org may be called, not admitted)
     /// when that is further away: the lane can park or give back its job and take another.
@@ -50,13 +61,6 @@ final class OrgGate: Sendable {
                 }
                 o.closedUntil = nil
             }
-            if !o.probing, o.inFlight == 0, let answered = o.answeredAt,
-               Self.seconds(now - answered) > max(2, 2 * o.secondsPerToken) {
-                // Idle long enough for the bucket to have refilled twice over, as far as this
-                // process knows; but another worker may have spent it since (orgs move between
-                // workers): ask Atlas with one call before trusting the bound again.
-                o.probing = true
-            }
             if (o.probing || (o.level == nil && o.wasThrottled)) && o.inFlight > 0 {
                 // The probe's answer wakes us (finish broadcasts). Without Atlas's counts, a
                 // throttled org gets one call at a time from then on: calls fired together
@@ -65,7 +69,8 @@ final class OrgGate: Sendable {
                 orgs.wait(seconds: 1)
                 continue
             }
-            if !o.probing, let level = o.level(at: now), level < 1 {
+            // A probe too waits for the bound: other processes can only have left fewer tokens.
+            if let level = o.level(at: now), level < 1 - 1e-9 {
                 let seconds = (1 - level) * o.secondsPerToken
                 orgs.value[org] = o
                 if seconds > holdAtMost { return seconds }
@@ -90,7 +95,6 @@ final class OrgGate: Sendable {
             var o = map[org] ?? GateOrg()
             let now = ContinuousClock.now
             o.inFlight = max(0, o.inFlight - 1)
-            if answered { o.answeredAt = now }
             if let seconds = throttledFor {
                 let until = now + .seconds(seconds)
                 if o.closedUntil.map({ $0 < until }) ?? true { o.closedUntil = until }
@@ -165,8 +169,6 @@ struct GateOrg {
     var inFlight = 0
     /// One call at a time until Atlas answers the org (start, and after each throttle).
     var probing = true
-    /// When Atlas last answered a call to the org (nil: never).
-    var answeredAt: ContinuousClock.Instant?
     /// Atlas throttled the org at least once.
     var wasThrottled = false
     /// A lower bound of the tokens in the org's bucket at `levelAt` (nil: Atlas sends no
@@ -188,7 +190,7 @@ struct GateOrg {
     /// When a call may next go out (now, if it may).
     func opensAt(_ now: ContinuousClock.Instant) -> ContinuousClock.Instant {
         var at = max(now, closedUntil ?? now)
-        if !probing, let level = level(at: at), level < 1 {
+        if let level = level(at: at), level < 1 - 1e-9 {
             at = at + .seconds((1 - level) * secondsPerToken)
         }
         return at

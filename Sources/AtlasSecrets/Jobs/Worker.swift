@@ -262,6 +262,9 @@ public final class Worker: Sendable {
                         jobs = []
                     }
                     if !jobs.isEmpty {
+                        // An org new to this process may come from another worker, which spent
+                        // from its bucket since this process last heard from Atlas about it.
+                        for org in state.orgsNotHeld(in: jobs) { context.gate.reprobe(org) }
                         state.enqueue(jobs)
                         log.debug("jobs.claimed", ["count": "\(jobs.count)"])
                     }

@@ -12,6 +12,9 @@ final class WorkerState: Sendable {
         /// Jobs held while their org is throttled (still claimed, leases renewed, on no lane).
         var parked: [(job: ClaimedJob, until: ContinuousClock.Instant)] = []
         var inFlight: [Int64: JobFence] = [:]
+        /// Jobs held per org (the orgs of `inFlight`).
+        var orgs: [String: Int] = [:]
+        var orgOf: [Int64: String] = [:]
         var lanesRunning = 0
         var succeeded = 0
         var failed = 0
@@ -94,12 +97,21 @@ final class WorkerState: Sendable {
         return max(0, Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
     }
 
+    /// The orgs of `jobs` this process holds no job of: another worker may have spent their
+    /// buckets since this one last called them. Ask before `enqueue` (lanes start at once).
+    func orgsNotHeld(in jobs: [ClaimedJob]) -> Set<String> {
+        fields.withLock { f in Set(jobs.map(\.job.orgId).filter { f.orgs[$0] == nil }) }
+    }
+
     /// Hands claimed jobs to the lanes.
     func enqueue(_ jobs: [ClaimedJob]) {
         fields.withLock { f in
             for job in jobs {
                 f.queue.append(job)
                 f.inFlight[job.fence.jobId] = job.fence
+                if f.orgOf.updateValue(job.job.orgId, forKey: job.fence.jobId) == nil {
+                    f.orgs[job.job.orgId, default: 0] += 1
+                }
             }
         }
         for _ in jobs { available.signal() }
@@ -134,7 +146,13 @@ final class WorkerState: Sendable {
     func finished(_ fence: JobFence, outcome: Outcome) {
         fields.withLock { f in
             // Only this attempt's entry: a newer attempt of the same job may have replaced it.
-            if f.inFlight[fence.jobId] == fence { f.inFlight[fence.jobId] = nil }
+            if f.inFlight[fence.jobId] == fence {
+                f.inFlight[fence.jobId] = nil
+                if let org = f.orgOf.removeValue(forKey: fence.jobId) {
+                    f.orgs[org, default: 1] -= 1
+                    if f.orgs[org] == 0 { f.orgs[org] = nil }
+                }
+            }
             switch outcome {
             case .succeeded: f.succeeded += 1
             case .failed: f.failed += 1
