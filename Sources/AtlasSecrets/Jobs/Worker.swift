@@ -241,12 +241,13 @@ public final class Worker: Sendable {
                 state.releaseParked()
                 let free = config.concurrency - state.busy
                 // Lanes free up one at a time: a claim per freed lane cost the database a claim
-                // per job. A claim waits for a few free lanes, or a few milliseconds.
+                // per job (each claim reads every (batch, org) with queued work). A claim waits
+                // for a quarter of the lanes to be free, or a few milliseconds.
                 // A claim that found less than it asked for means nothing else is runnable now:
                 // until something is inserted, the next claim waits for more than a freed lane.
                 let sinceClaim = ContinuousClock.now - lastClaim
                 let claimDue = free > 0 && (state.takeInserted()
-                    || (lastClaimFilled ? (free >= max(1, config.concurrency / 8) || sinceClaim >= Self.claimSpacing)
+                    || (lastClaimFilled ? (free >= max(1, config.concurrency / 4) || sinceClaim >= Self.claimSpacing)
                                         : sinceClaim >= Self.starvedClaimSpacing))
                 var claimedAll = false
                 if claimDue {
