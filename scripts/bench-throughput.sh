@@ -28,7 +28,7 @@ for i in range(jobs):
 PY
 printf '%-12s %8s %10s %10s\n' concurrency jobs seconds jobs/s
 for c in ${concurrencies[@]}; do
-    psql -q "$DATABASE_URL" -c 'DROP DATABASE IF EXISTS bench' -c 'CREATE DATABASE bench'
+    PGOPTIONS="-c client_min_messages=warning" psql -qX "$DATABASE_URL" -c 'DROP DATABASE IF EXISTS bench' -c 'CREATE DATABASE bench'
     sim_start "$dir" --seed-orgs $orgs --accounts-per-org "$per_org"
     export DATABASE_URL="${DATABASE_URL%/*}/bench"
     "$BIN/atlas-secrets" migrate >/dev/null
