@@ -10,13 +10,6 @@ import Testing
 /// order: the two could wait for each other. The claim now locks the counters it will change up
 /// front, skipping those another transaction holds, so it never waits on them.
 extension JobStoreTests {
-    private func insertJob(_ conn: PGConnection, org: Int, account: Int, batch: String) throws {
-        try conn.execute("""
-            INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
-            VALUES (\(TestIds.org(org)), \(TestIds.client(org, account)), 24, \(batch))
-            """)
-    }
-
     /// Batch b: X = (b, org 2) and Y = (b, org 1) each have a job whose worker died (lease
     /// expired, X's claimed first) and a free queued job; 7 more (b, org)s have only a job blocked
     /// by its account's running job. A claim of 2 by w1: its first pass (8 pairs) takes X's job,

@@ -9,13 +9,6 @@ import Testing
 /// under the advisory lock made every other worker's claim wait too; the claim now skips such a
 /// (batch, org) until the producer commits.
 extension JobStoreTests {
-    private func insertOne(_ conn: PGConnection, org: Int, account: Int, batch: String) throws {
-        try conn.execute("""
-            INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
-            VALUES (\(TestIds.org(org)), \(TestIds.client(org, account)), 24, \(batch))
-            """)
-    }
-
     /// Claims with a 3 s statement timeout; the outcome and the seconds it took.
     private func timedClaim(_ conn: PGConnection, _ options: JobStore.ClaimOptions) throws -> (String, Double) {
         try conn.execute("SET statement_timeout = '3s'")
@@ -37,13 +30,13 @@ extension JobStoreTests {
         defer { db.drop() }
         let conn = try db.connect()
         defer { conn.close() }
-        try insertOne(conn, org: 0, account: 0, batch: "b")
-        try insertOne(conn, org: 5, account: 0, batch: "c")
+        try insertJob(conn, org: 0, account: 0, batch: "b")
+        try insertJob(conn, org: 5, account: 0, batch: "c")
 
         let producer = try db.connect()
         defer { producer.close() }
         try producer.execute("BEGIN")
-        try insertOne(producer, org: 0, account: 1, batch: "b")
+        try insertJob(producer, org: 0, account: 1, batch: "b")
 
         let w1 = try db.connect()
         defer { w1.close() }
@@ -69,15 +62,15 @@ extension JobStoreTests {
         defer { other.drop() }
         let conn = try db.connect()
         defer { conn.close() }
-        try insertOne(conn, org: 0, account: 0, batch: "b")
+        try insertJob(conn, org: 0, account: 0, batch: "b")
         let otherConn = try other.connect()
         defer { otherConn.close() }
-        try insertOne(otherConn, org: 0, account: 0, batch: "b")
+        try insertJob(otherConn, org: 0, account: 0, batch: "b")
 
         let producer = try db.connect()
         defer { producer.close() }
         try producer.execute("BEGIN")
-        try insertOne(producer, org: 0, account: 1, batch: "b")
+        try insertJob(producer, org: 0, account: 1, batch: "b")
         let url = db.url
         onThread(after: 0) {
             guard let c = try? PGConnection(url: url) else { return }

@@ -6,15 +6,6 @@ import Testing
 /// whose due jobs are all blocked (their account runs a job of another batch, or has an unsettled
 /// attempt waiting out its settle delay) must not hide a runnable one sorted after it.
 extension JobStoreTests {
-    /// Inserts one job for account `account` of org `org` in `batch`; returns its id.
-    @discardableResult
-    private func insertJob(_ conn: PGConnection, org: Int, account: Int = 0, batch: String) throws -> Int64 {
-        try conn.query("""
-            INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
-            VALUES (\(TestIds.org(org)), \(TestIds.client(org, account)), 24, \(batch)) RETURNING id
-            """).rows[0]["id"].int64()
-    }
-
     /// 8 orgs' accounts run a job of batch `b1` and have another queued in batch `b2` (blocked:
     /// one running job per account); org 8 has a free job in `b2`. A claim of one job must find it.
     @Test func pairsBlockedByAnotherBatchDoNotHideARunnableJob() throws {

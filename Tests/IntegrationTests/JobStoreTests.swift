@@ -39,19 +39,13 @@ import Testing
         let first = try JobStore.claim(conn, limit: 1, options: options("w1", lease: 30))
         #expect(first.count == 1)
         #expect(try JobStore.claim(conn, limit: 10, options: options("w2")).isEmpty)
-        try conn.execute("""
-            INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
-            VALUES (\(TestIds.org(1)), \(TestIds.client(1, 0)), 24, 'b')
-            """)
+        try insertJob(conn, org: 1, account: 0, batch: "b")
         #expect(try JobStore.claim(conn, limit: 10, options: options("w2")).map(\.job.orgId) == [TestIds.org(1)])
         // The first worker itself may run more of its org.
         #expect(try JobStore.claim(conn, limit: 10, options: options("w1")).count == 3)
         // w1 dies: once its leases have run out, w2 may take the org.
         try conn.execute("UPDATE secret_jobs SET lease_expires_at = now() - interval '1 second' WHERE lease_owner = 'w1'")
-        try conn.execute("""
-            INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
-            VALUES (\(TestIds.org(0)), \(TestIds.client(0, 9)), 24, 'later')
-            """)
+        try insertJob(conn, org: 0, account: 9, batch: "later")
         let rescued = try JobStore.claim(conn, limit: 10, options: options("w2"))
         #expect(rescued.map(\.job.orgId) == [TestIds.org(0)], "w2 did not take the dead worker's org")
     }
@@ -64,10 +58,7 @@ import Testing
         defer { db.drop() }
         let conn = try db.connect()
         for (account, batch) in [(0, "big"), (1, "big"), (2, "small")] {
-            try conn.execute("""
-                INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
-                VALUES (\(TestIds.org(0)), \(TestIds.client(0, account)), 24, \(batch))
-                """)
+            try insertJob(conn, org: 0, account: account, batch: batch)
         }
         var big = options("w-big")
         big.batch = "big"
@@ -79,10 +70,7 @@ import Testing
         let taken = try JobStore.claim(conn, limit: 10, options: options("w-any"))
         #expect(taken.map(\.job.clientId) == [TestIds.client(0, 2)])
         for c in taken { #expect(try JobStore.complete(conn, c.fence, success("aaaaaaaaaaaaaaaaaaaaaaaa"))) }
-        try conn.execute("""
-            INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
-            VALUES (\(TestIds.org(0)), \(TestIds.client(0, 3)), 24, 'small')
-            """)
+        try insertJob(conn, org: 0, account: 3, batch: "small")
         try conn.execute("UPDATE secret_jobs SET run_at = now() - interval '31 seconds' WHERE batch = 'small' AND state = 'queued'")
         var small = options("w-small")
         small.batch = "small"

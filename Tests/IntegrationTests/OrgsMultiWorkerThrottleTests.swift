@@ -39,17 +39,31 @@ import Testing
         #expect(rejected.values.allSatisfy { $0 <= 9 }, "rejected: \(rejected)")
     }
 
+    /// 1 org of 12 accounts, a bucket of 1 refilled every 2 s, one job per account in `batch`, and
+    /// a worker of 8 lanes that has parked some of them (most wait for the bucket).
+    private func workerWithParkedJobs(_ name: String, batch: String) throws -> (Harness, BackgroundProcess) {
+        let h = try Harness(name, orgs: 1, accountsPerOrg: 12)
+        do {
+            try h.rateLimit(capacity: 1, refillPerSecond: 0.5)
+            try h.enqueue(h.accounts.map { OrgsRequest(org: $0.org, client: $0.client) }, batch: batch)
+            let worker = try h.startWorker(["--concurrency", "8", "--lease", "5"], name: "w1", extraEnvironment: ["ATLAS_SECRETS_LOG_LEVEL": "debug"])
+            let parked = eventually(timeout: 20) { worker.stderr.contains("\"job.parked\"") }
+            if !parked { worker.stop() }
+            try #require(parked, "no job was parked: \(worker.stderr.suffix(1500))")
+            return (h, worker)
+        } catch {
+            h.close()
+            throw error
+        }
+    }
+
     /// One worker, 1 org, a bucket of 1 refilled every 2 s: most jobs wait parked in the worker.
     /// SIGTERM while they are parked: the worker exits 0, every job not finished is queued again
     /// with no attempt spent and no open history row; a second worker then finishes them all.
     @Test func sigtermWhileParkedGivesEveryParkedJobBack() throws {
-        let h = try Harness("orgs_park_term", orgs: 1, accountsPerOrg: 12)
+        let (h, worker) = try workerWithParkedJobs("orgs_park_term", batch: "p")
         defer { h.close() }
-        try h.rateLimit(capacity: 1, refillPerSecond: 0.5)
-        try h.enqueue(h.accounts.map { OrgsRequest(org: $0.org, client: $0.client) }, batch: "p")
-        let worker = try h.startWorker(["--concurrency", "8", "--lease", "5"], name: "w1", extraEnvironment: ["ATLAS_SECRETS_LOG_LEVEL": "debug"])
         defer { worker.stop() }
-        #expect(eventually(timeout: 20) { worker.stderr.contains("\"job.parked\"") }, "no job was parked: \(worker.stderr.suffix(1500))")
         usleep(300_000)
         worker.signal(SIGTERM)
         #expect(worker.wait(timeout: 30) == 0, "\(worker.stderr.suffix(1500))")
@@ -76,13 +90,9 @@ import Testing
     /// SIGKILL while jobs are parked: their leases run out, a second worker rescues, reconciles
     /// and finishes them: exactly one live secret per job.
     @Test func sigkillWhileParkedIsRescuedWithOneLiveSecretPerJob() throws {
-        let h = try Harness("orgs_park_kill", orgs: 1, accountsPerOrg: 12)
+        let (h, worker) = try workerWithParkedJobs("orgs_park_kill", batch: "k")
         defer { h.close() }
-        try h.rateLimit(capacity: 1, refillPerSecond: 0.5)
-        try h.enqueue(h.accounts.map { OrgsRequest(org: $0.org, client: $0.client) }, batch: "k")
-        let worker = try h.startWorker(["--concurrency", "8", "--lease", "5"], name: "w1", extraEnvironment: ["ATLAS_SECRETS_LOG_LEVEL": "debug"])
         defer { worker.stop() }
-        #expect(eventually(timeout: 20) { worker.stderr.contains("\"job.parked\"") })
         usleep(300_000)
         worker.signal(SIGKILL)
         _ = worker.wait(timeout: 10)

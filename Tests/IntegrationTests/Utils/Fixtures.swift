@@ -32,6 +32,15 @@ func insertJobs(_ conn: PGConnection, count: Int, orgs: Int = 3, accountsPerOrg:
     return try rows.map { try $0["id"].int64() }
 }
 
+/// Inserts one job with plain SQL: account `account` of org `org` (TestIds), in `batch`; its id.
+@discardableResult
+func insertJob(_ conn: PGConnection, org: Int, account: Int = 0, batch: String) throws -> Int64 {
+    try conn.query("""
+        INSERT INTO secret_jobs (org_id, client_id, expires_after_hours, batch)
+        VALUES (\(TestIds.org(org)), \(TestIds.client(org, account)), 24, \(batch)) RETURNING id
+        """).rows[0]["id"].int64()
+}
+
 /// Claim options for queue-level tests.
 func options(_ owner: String, lease: Double = 30) -> JobStore.ClaimOptions {
     JobStore.ClaimOptions(owner: owner, leaseSeconds: lease, orphanPolicy: "revoke")
