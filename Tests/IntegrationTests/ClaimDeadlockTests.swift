@@ -36,10 +36,8 @@ extension JobStoreTests {
         try insertJob(conn, org: 2, account: 1, batch: "b")
         try insertJob(conn, org: 1, account: 1, batch: "b")
 
-        let producer = try db.connect()
+        let producer = try openProducerTransaction(db, org: 1, account: 2, batch: "b")
         defer { producer.close() }
-        try producer.execute("BEGIN")
-        try insertJob(producer, org: 1, account: 2, batch: "b")
 
         let url = db.url
         let rescue = Mutex<String?>(nil)

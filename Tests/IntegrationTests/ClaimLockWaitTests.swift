@@ -33,10 +33,8 @@ extension JobStoreTests {
         try insertJob(conn, org: 0, account: 0, batch: "b")
         try insertJob(conn, org: 5, account: 0, batch: "c")
 
-        let producer = try db.connect()
+        let producer = try openProducerTransaction(db, org: 0, account: 1, batch: "b")
         defer { producer.close() }
-        try producer.execute("BEGIN")
-        try insertJob(producer, org: 0, account: 1, batch: "b")
 
         let w1 = try db.connect()
         defer { w1.close() }
@@ -67,10 +65,8 @@ extension JobStoreTests {
         defer { otherConn.close() }
         try insertJob(otherConn, org: 0, account: 0, batch: "b")
 
-        let producer = try db.connect()
+        let producer = try openProducerTransaction(db, org: 0, account: 1, batch: "b")
         defer { producer.close() }
-        try producer.execute("BEGIN")
-        try insertJob(producer, org: 0, account: 1, batch: "b")
         let url = db.url
         onThread(after: 0) {
             guard let c = try? PGConnection(url: url) else { return }

@@ -41,6 +41,20 @@ func insertJob(_ conn: PGConnection, org: Int, account: Int = 0, batch: String) 
         """).rows[0]["id"].int64()
 }
 
+/// A producer's transaction left open after inserting one job: it holds the (batch, org)'s queued
+/// counter row until the caller commits (`COMMIT`) or closes the connection.
+func openProducerTransaction(_ db: TestDatabase, org: Int, account: Int, batch: String) throws -> PGConnection {
+    let producer = try db.connect()
+    do {
+        try producer.execute("BEGIN")
+        try insertJob(producer, org: org, account: account, batch: batch)
+        return producer
+    } catch {
+        producer.close()
+        throw error
+    }
+}
+
 /// Claim options for queue-level tests.
 func options(_ owner: String, lease: Double = 30) -> JobStore.ClaimOptions {
     JobStore.ClaimOptions(owner: owner, leaseSeconds: lease, orphanPolicy: "revoke")
