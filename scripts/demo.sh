@@ -77,4 +77,4 @@ else
 fi
 total=$("$cli" status --batch demo --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["succeeded"])')
 rate=$(python3 -c "print(f'{$total / $worker_seconds:.1f}')")
-log "demo done in $(( $(date +%s) - started )) s; the worker took $worker_seconds s for $total jobs ($rate jobs/s over the whole run, retry backoff included)"
+log "demo done in $(( $(date +%s) - started )) s; the worker process took $worker_seconds s from start to exit for $total jobs ($rate jobs/s over the whole run, retry backoff included)"

@@ -269,6 +269,12 @@ private func usageMessage(_ arguments: [String]) -> String? {
         #expect(usageMessage(["help", "wrker"]) == "unknown command 'wrker'; did you mean 'worker'?")
     }
 
+    @Test func helpOfHelpIsTheRootHelp() throws {
+        let root = try CommandLineParser.parse(["--help"])
+        #expect(try CommandLineParser.parse(["help", "--help"]) == root)
+        #expect(try CommandLineParser.parse(["help", "-h"]) == root)
+    }
+
     @Test func helpLinesFitEightyColumns() {
         for spec in CommandLineParser.commands {
             for line in spec.helpText.split(separator: "\n") {

@@ -14,7 +14,8 @@ extension CLI.Context {
         var out = ""
         let percent = c.total == 0 ? 100 : Int((Double(c.done) / Double(c.total) * 100).rounded(.down))
         out += "\(scope.isEmpty ? "all jobs" : scope): \(c.done) of \(c.total) done (\(percent) %)"
-        out += String(format: ", %.1f jobs/s over the last minute", s.ratePerSecond)
+        // A count, not a rate: a 4-second drain a minute ago is not "9 jobs/s".
+        out += ", \(Int((s.ratePerSecond * 60).rounded())) finished in the last minute"
         if let age = s.oldestQueuedSeconds { out += String(format: ", oldest runnable job waiting %.0f s", age) }
         out += "\n\n"
         var t = Table(["state", "jobs"])

@@ -92,7 +92,7 @@ public enum CommandLineParser {
             return .help("atlas-secrets \(atlasSecretsVersion)\n")
         case "help":
             let rest = arguments.dropFirst()
-            guard let name = rest.first else { return .help(rootHelp) }
+            guard let name = rest.first, name != "-h", name != "--help" else { return .help(rootHelp) }
             guard rest.count == 1 else {
                 throw UsageError(message: "help takes one command name", usage: "atlas-secrets help <command>")
             }

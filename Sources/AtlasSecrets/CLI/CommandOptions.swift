@@ -124,7 +124,7 @@ public struct WorkerOptions: CommandOptions {
             .value("shutdown-grace", "SECONDS", "Time in-flight calls get to finish after SIGINT/SIGTERM.", default: ParsedArguments.format(Self().shutdownGrace)),
             .value("orphan-secrets", "revoke|keep", "What to do with a secret created by a lost attempt.", default: Self().orphanSecrets.rawValue),
             .value("when-full", "fail|revoke-oldest", "What to do when the service account already holds two secrets.", default: Self().whenFull.rawValue),
-            .value("org-rate", "N/min", "Atlas requests per organization per minute (also N/s, N/h)."),
+            .value("org-rate", "N/min", "Jobs started per organization per minute, across all workers (also N/s, N/h)."),
             .value("per-org-concurrency", "N", "Jobs in flight per organization, 1...512."),
             .value("log-format", "text|json", "Log line format on stderr.", default: Self().logFormat.rawValue),
             .value("lease", "SECONDS", "Lease on a claimed job, renewed by the heartbeat, 5...3600.", default: ParsedArguments.format(Self().lease)),

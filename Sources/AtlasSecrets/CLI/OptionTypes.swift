@@ -19,9 +19,9 @@ public enum WhenFullPolicy: String, Sendable, Equatable, CaseIterable {
     case revokeOldest = "revoke-oldest"
 }
 
-/// A request rate per organization (`--org-rate 100/min`), kept as requests per second.
+/// A pace per organization (`--org-rate 100/min`: jobs started), kept per second.
 public struct OrgRate: Sendable, Equatable, CustomStringConvertible {
-    /// Requests per second (100/min is 1.666…).
+    /// Jobs per second (100/min is 1.666…).
     public var perSecond: Double
 
     /// A rate of `perSecond` requests per second.
