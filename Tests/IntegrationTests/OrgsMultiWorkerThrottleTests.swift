@@ -39,6 +39,39 @@ import Testing
         #expect(rejected.values.allSatisfy { $0 <= 9 }, "rejected: \(rejected)")
     }
 
+    /// A throttle another worker records reaches a running worker at once (NOTIFY
+    /// atlas_secrets_pacing, "<org> <seconds>"): it neither claims nor calls the org before that
+    /// time. Here the notice comes alone, with no database row for claims to read: only the
+    /// worker's gate, closed by the notice, holds the org; another org's job runs at once.
+    @Test func aThrottleNoticeFromAnotherWorkerHoldsTheOrg() throws {
+        let h = try Harness("orgs_notice", orgs: 2, accountsPerOrg: 1)
+        defer { h.close() }
+        let worker = try h.startWorker(["--concurrency", "4", "--lease", "5"], name: "w")
+        defer { worker.stop() }
+        #expect(eventually(timeout: 15) { worker.stderr.contains("worker.started") })
+        let (held, free) = (h.accounts[0], h.accounts[1])
+        #expect(held.org != free.org)
+        let conn = try h.connect()
+        defer { conn.close() }
+        let noticeAt = try conn.query("""
+            SELECT extract(epoch FROM clock_timestamp())::float8 AS t, pg_notify('atlas_secrets_pacing', \(held.org) || ' 3')
+            """).rows[0]["t"].double()
+        usleep(300_000)
+        try h.enqueue([OrgsRequest(org: held.org, client: held.client), OrgsRequest(org: free.org, client: free.client)], batch: "n")
+        let done = try eventually(timeout: 20) { try h.status(["--batch", "n"]).counts.succeeded == 2 }
+        worker.signal(SIGTERM)
+        #expect(worker.wait(timeout: 30) == 0)
+        #expect(done, "\(worker.stderr.suffix(1500))")
+        let started = try conn.query("""
+            SELECT org_id, extract(epoch FROM started_at)::float8 AS t FROM secret_jobs WHERE batch = 'n'
+            """).rows.reduce(into: [String: Double]()) { $0[try $1["org_id"].string()] = try $1["t"].double() }
+        let heldAfter = (started[held.org] ?? 0) - noticeAt
+        let freeAfter = (started[free.org] ?? 0) - noticeAt
+        print("orgs.notice: held org started \(String(format: "%.2f", heldAfter)) s after the notice, the other \(String(format: "%.2f", freeAfter)) s")
+        #expect(heldAfter >= 2.9, "the held org's job started \(heldAfter) s after a 3 s notice")
+        #expect(freeAfter < 2, "the other org's job waited \(freeAfter) s")
+    }
+
     /// 1 org of 12 accounts, a bucket of 1 refilled every 2 s, one job per account in `batch`, and
     /// a worker of 8 lanes that has parked some of them (most wait for the bucket).
     private func workerWithParkedJobs(_ name: String, batch: String) throws -> (Harness, BackgroundProcess) {

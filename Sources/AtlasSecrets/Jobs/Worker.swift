@@ -37,12 +37,18 @@ final class WorkerContext: Sendable {
     }
 
     /// Atlas throttled `org`: every worker holds off it until the database clock passes the time.
+    /// Claims read it; workers already holding jobs of the org hear it at once, through
+    /// `NOTIFY atlas_secrets_pacing` ("<org> <seconds left>"), and close their gates.
     func throttle(org: String, seconds: Double) {
         recordPacing(org, event: "org.throttle_unrecorded", """
-            INSERT INTO secret_org_pacing AS p (org_id, not_before, updated_at)
-            VALUES (\(org), now() + make_interval(secs => \(seconds)), now())
-            ON CONFLICT (org_id) DO UPDATE
-            SET not_before = greatest(p.not_before, EXCLUDED.not_before), updated_at = now()
+            WITH up AS (
+                INSERT INTO secret_org_pacing AS p (org_id, not_before, updated_at)
+                VALUES (\(org), now() + make_interval(secs => \(seconds)), now())
+                ON CONFLICT (org_id) DO UPDATE
+                SET not_before = greatest(p.not_before, EXCLUDED.not_before), updated_at = now()
+                RETURNING p.org_id, p.not_before)
+            SELECT pg_notify(\(Worker.pacingChannel), org_id || ' ' || greatest(0, extract(epoch FROM not_before - now()))::text)
+            FROM up
             """)
     }
 
@@ -342,7 +348,18 @@ public final class Worker: Sendable {
         return thread
     }
 
-    /// LISTENs for inserts and wakes the claimer; reconnects when its connection dies.
+    /// The channel of org throttles: payload "<org> <seconds left>".
+    static let pacingChannel = "atlas_secrets_pacing"
+
+    /// An org throttle's payload, or nil when it is not one.
+    static func pacingNotice(_ payload: String) -> (org: String, seconds: Double)? {
+        let parts = payload.split(separator: " ")
+        guard parts.count == 2, let seconds = Double(parts[1]), seconds.isFinite, seconds >= 0 else { return nil }
+        return (String(parts[0]), min(seconds, 3600))
+    }
+
+    /// LISTENs for inserts (wakes the claimer) and for org throttles (closes the gate);
+    /// reconnects when its connection dies.
     private func startListener() -> StopFlag {
         let stop = StopFlag()
         let context = self.context
@@ -354,10 +371,21 @@ public final class Worker: Sendable {
                     if conn == nil {
                         conn = try PGConnection(url: context.configuration.databaseURL, applicationName: "atlas-secrets listener \(context.owner)")
                         try conn!.listen("atlas_secrets_jobs")
+                        try conn!.listen(Worker.pacingChannel)
                         context.state.noteInserted()  // anything inserted while we were away
                     }
                     let notes = try conn!.waitForNotifications(timeout: 0.5)
-                    if !notes.isEmpty { context.state.noteInserted() }
+                    var inserted = false
+                    for note in notes {
+                        if note.channel == Worker.pacingChannel {
+                            // Another worker (or this one) was throttled on an org: no lane of
+                            // this process calls it before that time either.
+                            if let (org, seconds) = Worker.pacingNotice(note.payload) { context.gate.close(org, for: seconds) }
+                        } else {
+                            inserted = true
+                        }
+                    }
+                    if inserted { context.state.noteInserted() }
                     failures = 0
                 } catch {
                     conn?.close()
