@@ -28,7 +28,7 @@ CREATE TABLE oauth_token_ledger (
 CREATE INDEX oauth_token_ledger_credential ON oauth_token_ledger (credential_hash, expires_at);
 
 -- Reserves a token fetch for one credential, or refuses it: the check and the row are one step
--- under a transaction advisory lock per credential, so that workers asking at the same moment
+-- under a transaction advisory lock per credential (and schema), so that workers asking at the same moment
 -- cannot all see room for one more token and all fetch one.
 -- Returns the new row's id (NULL: refused), the live tokens and the oldest live token's expiry,
 -- the fetches in the last minute, and when refused for the rate, the seconds until the oldest of
@@ -39,7 +39,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_oldest_recent timestamptz;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('atlas-secrets oauth token ' || p_credential, 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ': atlas-secrets oauth token ' || p_credential, 0));
     SELECT count(*) FILTER (WHERE l.revoked_at IS NULL AND l.expires_at > now()),
            min(l.expires_at) FILTER (WHERE l.revoked_at IS NULL AND l.expires_at > now()),
            count(*) FILTER (WHERE l.fetched_at > now() - interval '60 seconds'),

@@ -40,9 +40,10 @@ import Testing
     }
 
     /// A throttle another worker records reaches a running worker at once (NOTIFY
-    /// atlas_secrets_pacing, "<org> <seconds>"): it neither claims nor calls the org before that
-    /// time. Here the notice comes alone, with no database row for claims to read: only the
-    /// worker's gate, closed by the notice, holds the org; another org's job runs at once.
+    /// atlas_secrets_pacing, "<org> <seconds> <schema>"): it neither claims nor calls the org
+    /// before that time. Here the notice comes alone, with no database row for claims to read:
+    /// only the worker's gate, closed by the notice, holds the org. Another org's job runs at
+    /// once: a notice for it from another schema (another installation) is not for this worker.
     @Test func aThrottleNoticeFromAnotherWorkerHoldsTheOrg() throws {
         let h = try Harness("orgs_notice", orgs: 2, accountsPerOrg: 1)
         defer { h.close() }
@@ -54,7 +55,10 @@ import Testing
         let conn = try h.connect()
         defer { conn.close() }
         let noticeAt = try conn.query("""
-            SELECT extract(epoch FROM clock_timestamp())::float8 AS t, pg_notify('atlas_secrets_pacing', \(held.org) || ' 3')
+            SELECT extract(epoch FROM clock_timestamp())::float8 AS t,
+                   pg_notify('atlas_secrets_pacing', \(held.org) || ' 3 ' || current_schema()),
+                   -- Another installation's throttle (another schema of the database) is not ours.
+                   pg_notify('atlas_secrets_pacing', \(free.org) || ' 3 ' || current_schema() || '_other')
             """).rows[0]["t"].double()
         usleep(300_000)
         try h.enqueue([OrgsRequest(org: held.org, client: held.client), OrgsRequest(org: free.org, client: free.client)], batch: "n")

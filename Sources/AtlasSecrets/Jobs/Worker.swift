@@ -38,7 +38,7 @@ final class WorkerContext: Sendable {
 
     /// Atlas throttled `org`: every worker holds off it until the database clock passes the time.
     /// Claims read it; workers already holding jobs of the org hear it at once, through
-    /// `NOTIFY atlas_secrets_pacing` ("<org> <seconds left>"), and close their gates.
+    /// `NOTIFY atlas_secrets_pacing` ("<org> <seconds left> <schema>"), and close their gates.
     func throttle(org: String, seconds: Double) {
         recordPacing(org, event: "org.throttle_unrecorded", """
             WITH up AS (
@@ -47,7 +47,8 @@ final class WorkerContext: Sendable {
                 ON CONFLICT (org_id) DO UPDATE
                 SET not_before = greatest(p.not_before, EXCLUDED.not_before), updated_at = now()
                 RETURNING p.org_id, p.not_before)
-            SELECT pg_notify(\(Worker.pacingChannel), org_id || ' ' || greatest(0, extract(epoch FROM not_before - now()))::text)
+            SELECT pg_notify(\(Worker.pacingChannel),
+                             org_id || ' ' || greatest(0, extract(epoch FROM not_before - now()))::text || ' ' || current_schema())
             FROM up
             """)
     }
@@ -348,13 +349,14 @@ public final class Worker: Sendable {
         return thread
     }
 
-    /// The channel of org throttles: payload "<org> <seconds left>".
+    /// The channel of org throttles: payload "<org> <seconds left> <schema>". A channel is the
+    /// whole database's: the schema tells this installation's throttles from another's.
     static let pacingChannel = "atlas_secrets_pacing"
 
-    /// An org throttle's payload, or nil when it is not one.
-    static func pacingNotice(_ payload: String) -> (org: String, seconds: Double)? {
-        let parts = payload.split(separator: " ")
-        guard parts.count == 2, let seconds = Double(parts[1]), seconds.isFinite, seconds >= 0 else { return nil }
+    /// An org throttle's payload for `schema`, or nil when it is not one.
+    static func pacingNotice(_ payload: String, schema: String) -> (org: String, seconds: Double)? {
+        let parts = payload.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[2] == schema, let seconds = Double(parts[1]), seconds.isFinite, seconds >= 0 else { return nil }
         return (String(parts[0]), min(seconds, 3600))
     }
 
@@ -365,6 +367,7 @@ public final class Worker: Sendable {
         let context = self.context
         let thread = Thread {
             var conn: PGConnection?
+            var schema = ""
             var failures = 0
             while !stop.isSet {
                 do {
@@ -372,6 +375,7 @@ public final class Worker: Sendable {
                         conn = try PGConnection(url: context.configuration.databaseURL, applicationName: "atlas-secrets listener \(context.owner)")
                         try conn!.listen("atlas_secrets_jobs")
                         try conn!.listen(Worker.pacingChannel)
+                        schema = try conn!.query("SELECT current_schema() AS s").rows[0]["s"].string()
                         context.state.noteInserted()  // anything inserted while we were away
                     }
                     let notes = try conn!.waitForNotifications(timeout: 0.5)
@@ -380,7 +384,7 @@ public final class Worker: Sendable {
                         if note.channel == Worker.pacingChannel {
                             // Another worker (or this one) was throttled on an org: no lane of
                             // this process calls it before that time either.
-                            if let (org, seconds) = Worker.pacingNotice(note.payload) { context.gate.close(org, for: seconds) }
+                            if let (org, seconds) = Worker.pacingNotice(note.payload, schema: schema) { context.gate.close(org, for: seconds) }
                         } else {
                             inserted = true
                         }
