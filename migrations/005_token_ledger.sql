@@ -35,29 +35,39 @@ CREATE INDEX oauth_token_ledger_credential ON oauth_token_ledger (credential_has
 -- them is a minute old.
 CREATE FUNCTION reserve_oauth_token(p_credential text, p_owner text, p_live_cap integer, p_per_minute integer)
 RETURNS TABLE (id bigint, live integer, oldest_expires_at timestamptz, recent integer, retry_after double precision)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- A ledger held locked by someone else (a long transaction, a migration's ALTER or CREATE INDEX)
+-- must not hold up the work it protects: the reservation gives up after a second, and the worker
+-- fetches without it (token.ledger_unavailable).
+SET lock_timeout = '1s'
+AS $$
 DECLARE
     v_oldest_recent timestamptz;
+    v_now timestamptz;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ': atlas-secrets oauth token ' || p_credential, 0));
-    SELECT count(*) FILTER (WHERE l.revoked_at IS NULL AND l.expires_at > now()),
-           min(l.expires_at) FILTER (WHERE l.revoked_at IS NULL AND l.expires_at > now()),
-           count(*) FILTER (WHERE l.fetched_at > now() - interval '60 seconds'),
-           min(l.fetched_at) FILTER (WHERE l.fetched_at > now() - interval '60 seconds')
+    -- The clock after the lock, not the transaction's start: a reservation that waited is stamped
+    -- when its fetch goes out, so that it counts in the right minute.
+    v_now := clock_timestamp();
+    SELECT count(*) FILTER (WHERE l.revoked_at IS NULL AND l.expires_at > v_now),
+           min(l.expires_at) FILTER (WHERE l.revoked_at IS NULL AND l.expires_at > v_now),
+           count(*) FILTER (WHERE l.fetched_at > v_now - interval '60 seconds'),
+           min(l.fetched_at) FILTER (WHERE l.fetched_at > v_now - interval '60 seconds')
     INTO live, oldest_expires_at, recent, v_oldest_recent
     FROM oauth_token_ledger l
-    WHERE l.credential_hash = p_credential AND l.expires_at > now() - interval '60 seconds';
+    WHERE l.credential_hash = p_credential AND l.expires_at > v_now - interval '60 seconds';
     IF live >= p_live_cap THEN
         RETURN NEXT;
         RETURN;
     END IF;
     IF recent >= p_per_minute THEN
-        retry_after := greatest(0, extract(epoch FROM v_oldest_recent + interval '60 seconds' - now()));
+        retry_after := greatest(0, extract(epoch FROM v_oldest_recent + interval '60 seconds' - v_now));
         RETURN NEXT;
         RETURN;
     END IF;
-    INSERT INTO oauth_token_ledger AS l (credential_hash, owner, expires_at)
-    VALUES (p_credential, p_owner, now() + interval '61 minutes')
+    -- Stamped as the row goes in (after any wait for the table), not at the check.
+    INSERT INTO oauth_token_ledger AS l (credential_hash, owner, fetched_at, expires_at)
+    VALUES (p_credential, p_owner, clock_timestamp(), clock_timestamp() + interval '61 minutes')
     RETURNING l.id INTO id;
     RETURN NEXT;
 END $$;

@@ -158,6 +158,7 @@ import Testing
         #expect(parseRetryAfter("Wed, 21 Oct 2015 07:28:00 GMT", now: now) == 80)
         #expect(parseRetryAfter("Wednesday, 21-Oct-15 07:28:00 GMT", now: now) == 80)
         #expect(parseRetryAfter("soon", now: now) == nil)
+        #expect(parseRetryAfter("999999999", now: now) == 3600, "a Retry-After is taken for an hour at most")
         #expect(parseRetryAfter(nil, now: now) == nil)
     }
 

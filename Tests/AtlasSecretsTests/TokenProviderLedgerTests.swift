@@ -83,7 +83,8 @@ import Testing
         #expect(ledger.calls.filter { if case .revoked = $0 { true } else { false } }.count == 1)
     }
 
-    /// A refused fetch made no token; a 5xx or a lost answer may have.
+    /// A refused fetch made no token, nor did Atlas's own 5xx; a gateway's 502/504 or a lost
+    /// answer may have.
     @Test func failedFetchesSayWhetherATokenMayExist() throws {
         let refusing = LocalHTTPServer { _, _ in .respond(status: 401, body: #"{"error":"invalid_client"}"#) }
         defer { refusing.stop() }
@@ -91,11 +92,13 @@ import Testing
         _ = try? TokenProvider(baseURL: refusing.baseURL, ledger: ledger).token(for: Self.client(0), secret: Self.secret, using: HTTPClient())
         #expect(ledger.calls == [.reserve(Self.client(0)), .failed(1, mayHaveMinted: false)])
 
-        let failing = LocalHTTPServer { _, _ in .respond(status: 503) }
-        defer { failing.stop() }
-        let other = RecordingLedger()
-        _ = try? TokenProvider(baseURL: failing.baseURL, ledger: other).token(for: Self.client(0), secret: Self.secret, using: HTTPClient())
-        #expect(other.calls == [.reserve(Self.client(0)), .failed(1, mayHaveMinted: true)])
+        for (status, mayHaveMinted) in [(503, false), (500, false), (504, true), (502, true)] {
+            let failing = LocalHTTPServer { _, _ in .respond(status: status) }
+            defer { failing.stop() }
+            let other = RecordingLedger()
+            _ = try? TokenProvider(baseURL: failing.baseURL, ledger: other).token(for: Self.client(0), secret: Self.secret, using: HTTPClient())
+            #expect(other.calls == [.reserve(Self.client(0)), .failed(1, mayHaveMinted: mayHaveMinted)], "HTTP \(status)")
+        }
     }
 
     /// A ledger that cannot answer lets the fetch go ahead, and nothing is reported on it.

@@ -102,15 +102,19 @@ public struct AtlasError: Error, CustomStringConvertible, CustomDebugStringConve
 /// nil when absent or unreadable, never negative.
 public func parseRetryAfter(_ value: String?) -> Double? { parseRetryAfter(value, now: Date()) }
 
+/// The longest wait a Retry-After is taken for: an hour. A larger value (a misconfigured proxy, a
+/// date years ahead) would otherwise hold an organization's jobs back for that long.
+let maxRetryAfter = 3600.0
+
 func parseRetryAfter(_ value: String?, now: Date) -> Double? {
     guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-    if let seconds = Double(value), seconds.isFinite { return max(0, seconds) }
+    if let seconds = Double(value), seconds.isFinite { return min(max(0, seconds), maxRetryAfter) }
     for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = format
-        if let date = formatter.date(from: value) { return max(0, date.timeIntervalSince(now)) }
+        if let date = formatter.date(from: value) { return min(max(0, date.timeIntervalSince(now)), maxRetryAfter) }
     }
     return nil
 }

@@ -42,7 +42,7 @@ extension TokenLedgerVerdict {
     /// the live cap (the org pauses, with this message as its reason), `.rateLimited` with
     /// `retryAfter` for the rate (the org waits). Nothing was sent; `refusedByTokenLedger` is set.
     func error(clientId: String) -> AtlasError? {
-        let operation = "POST /api/oauth/token"
+        let operation = TokenProvider.tokenOperation
         var error: AtlasError
         switch self {
         case .proceed:

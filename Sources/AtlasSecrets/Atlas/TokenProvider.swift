@@ -20,6 +20,9 @@ public final class TokenProvider: Sendable {
     private let now: @Sendable () -> Double
     private let state = TokenState()
 
+    /// The `operation` of every error from the token endpoint (and of the ledger's refusals).
+    public static let tokenOperation = "POST /api/oauth/token"
+
     /// A provider for `baseURL` (`https://cloud.mongodb.com`, trailing `/` tolerated).
     public convenience init(baseURL: String, renewBefore: Double = 60, ledger: (any TokenLedger)? = nil) {
         self.init(baseURL: baseURL, renewBefore: renewBefore, ledger: ledger, clock: { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 })
@@ -101,7 +104,12 @@ public final class TokenProvider: Sendable {
     /// Forgets `token` for `clientId` (after the API answered 401 to it); a newer token is kept.
     public func invalidate(clientId: String, token: String) {
         state.withLock { value in
-            if value.entries[clientId]?.token == token { value.entries[clientId]?.token = nil }
+            guard let entry = value.entries[clientId], entry.token == token else { return }
+            // Atlas refused it, but it may still count among the account's live tokens: it is
+            // revoked at exit with the others (and its ledger row marked).
+            if let secret = entry.secret { value.dropped.append((clientId, secret, token, entry.ledgerEntry)) }
+            value.entries[clientId]?.token = nil
+            value.entries[clientId]?.ledgerEntry = nil
         }
     }
 
@@ -113,7 +121,8 @@ public final class TokenProvider: Sendable {
     public func revokeAll(parallelism: Int = 8, http: @escaping @Sendable () -> HTTPClient) {
         typealias Item = (clientId: String, secret: String, token: String, entry: TokenLedgerEntry?)
         let toRevoke: [Item] = state.withLock { value in
-            var list: [Item] = []
+            var list: [Item] = value.dropped
+            value.dropped.removeAll()
             for (clientId, entry) in value.entries {
                 if let token = entry.token, let secret = entry.secret { list.append((clientId, secret, token, entry.ledgerEntry)) }
                 value.entries[clientId]?.token = nil
@@ -176,9 +185,11 @@ public final class TokenProvider: Sendable {
             return (token, expiresIn, entry)
         } catch {
             if let entry {
-                // A token may exist when the answer was lost after the request left, or came
-                // unreadable or as a 5xx: it keeps counting until its hour is over.
-                let mayHaveMinted = error.httpStatus.map { $0 == 200 || $0 >= 500 } ?? (error.transport?.requestMayHaveBeenSent ?? false)
+                // A token may exist when the answer was lost after the request left, came
+                // unreadable, or came from a gateway that gave up waiting (502, 504): it keeps
+                // counting until its hour is over. Atlas's own error (a 500, a 503) made none:
+                // counting those would fill the cap during a token-endpoint outage.
+                let mayHaveMinted = error.httpStatus.map { [200, 502, 504].contains($0) } ?? (error.transport?.requestMayHaveBeenSent ?? false)
                 ledger.fetchFailed(entry, mayHaveMinted: mayHaveMinted)
             }
             throw error
@@ -186,7 +197,7 @@ public final class TokenProvider: Sendable {
     }
 
     private func fetch(clientId: String, secret: String, http: HTTPClient) throws(AtlasError) -> (String, Double) {
-        let operation = "POST /api/oauth/token"
+        let operation = Self.tokenOperation
         let request = HTTPRequest(
             method: "POST", url: baseURL + "/api/oauth/token",
             headers: [
@@ -257,6 +268,8 @@ struct TokenEntry {
 struct TokenStateValue {
     var entries: [String: TokenEntry] = [:]
     var minted = 0
+    /// Tokens dropped after Atlas refused them (`invalidate`), still to revoke at exit.
+    var dropped: [(clientId: String, secret: String, token: String, entry: TokenLedgerEntry?)] = []
 }
 
 /// A list appended to from several threads.

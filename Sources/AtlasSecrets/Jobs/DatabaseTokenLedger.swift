@@ -87,7 +87,7 @@ final class DatabaseTokenLedger: TokenLedger {
     func prune() -> Int {
         do {
             return try pool.withRetryingConnection(deadline: Self.deadline) { conn in
-                try conn.execute("DELETE FROM oauth_token_ledger WHERE expires_at < now() - interval '1 hour'")
+                try Self.briefly(conn) { try $0.execute("DELETE FROM oauth_token_ledger WHERE expires_at < now() - interval '1 hour'") }
             }
         } catch {
             logger.warning("token.ledger_prune_failed", ["error": "\(error)"])
@@ -97,9 +97,19 @@ final class DatabaseTokenLedger: TokenLedger {
 
     private func update(_ event: String, _ query: PGQuery) {
         do {
-            _ = try pool.withRetryingConnection(deadline: Self.deadline) { conn in try conn.execute(query) }
+            _ = try pool.withRetryingConnection(deadline: Self.deadline) { conn in try Self.briefly(conn) { try $0.execute(query) } }
         } catch {
             logger.warning(event, ["error": "\(error)"])
+        }
+    }
+
+    /// Runs `body` in a transaction that waits at most a second for a lock: a ledger held locked
+    /// by someone else (a long transaction, a migration) must not hold up a worker's start, its
+    /// lanes or its exit. (The reservation has the same limit in its function.)
+    private static func briefly<T>(_ conn: PGConnection, _ body: (PGConnection) throws -> T) throws -> T {
+        try conn.transaction { conn in
+            try conn.executeScript("SET LOCAL lock_timeout = '1s'")
+            return try body(conn)
         }
     }
 }

@@ -240,9 +240,12 @@ struct PacedAtlas {
             gate.finish(org, answered: true, remaining: client.lastRateLimitRemaining, limit: client.lastRateLimitLimit, throttledFor: nil)
             return result
         } catch {
-            // The token ledger's refusal is no word from Atlas on the org's bucket (the caller
-            // closes the org for its wait).
-            if error.code == .rateLimited && !error.refusedByTokenLedger {
+            // The token endpoint's answers (and the token ledger's refusal) are no word from Atlas
+            // on the org's API bucket: its limits are the credential's own, and the headers the
+            // client last saw belong to an earlier call. The caller closes the org for a wait.
+            if error.operation == TokenProvider.tokenOperation || error.refusedByTokenLedger {
+                gate.finish(org, answered: false, remaining: nil, throttledFor: nil)
+            } else if error.code == .rateLimited {
                 gate.finish(org, answered: true, remaining: 0, limit: client.lastRateLimitLimit, throttledFor: error.retryAfter ?? fallbackDelay())
             } else {
                 gate.finish(org, answered: error.httpStatus != nil, remaining: client.lastRateLimitRemaining, limit: client.lastRateLimitLimit, throttledFor: nil)
