@@ -16,20 +16,14 @@ import Testing
         let h = try Harness("ledger_locked_start", orgs: 1, accountsPerOrg: 2)
         defer { h.close() }
         try h.enqueue(h.accounts.map { OrgsRequest(org: $0.org, client: $0.client) }, batch: "l")
-        let locker = try h.connect()
+        let locker = try lockLedger(h, mode: "ACCESS EXCLUSIVE")
         defer { locker.close() }
-        try locker.executeScript("BEGIN; LOCK TABLE oauth_token_ledger IN ACCESS EXCLUSIVE MODE;")
 
         let worker = try h.startWorker(["--drain", "--lease", "5", "--shutdown-grace", "2"], name: "locked")
         defer { worker.stop() }
         let drained = worker.wait(timeout: 25)
         #expect(drained == 0, "the worker did not drain within 25 s while the ledger table was locked; stderr: \(worker.stderr.suffix(1500))")
-        if drained == nil {
-            // Not even SIGTERM gets it out while the lock is held.
-            worker.signal(SIGTERM)
-            let stopped = worker.wait(timeout: 15)
-            #expect(stopped == 0, "the worker did not stop within 15 s of SIGTERM (grace 2 s) while the ledger table was locked; stderr: \(worker.stderr.suffix(800))")
-        }
+        if drained == nil { expectStopsOnSIGTERM(worker) }
         try locker.executeScript("ROLLBACK")
     }
 
@@ -43,18 +37,34 @@ import Testing
         let started = eventually(timeout: 15) { worker.stderr.contains("\"worker.started\"") }
         try #require(started, "worker did not start: \(worker.stderr.suffix(1500))")
 
-        let locker = try h.connect()
-        defer { locker.close() }
         // SHARE mode: what a non-concurrent CREATE INDEX takes; reads go on, writes wait.
-        try locker.executeScript("BEGIN; LOCK TABLE oauth_token_ledger IN SHARE MODE;")
+        let locker = try lockLedger(h, mode: "SHARE")
+        defer { locker.close() }
         try h.enqueue(h.accounts.map { OrgsRequest(org: $0.org, client: $0.client) }, batch: "r")
         let done = try eventually(timeout: 25) { try h.count("SELECT count(*) FROM secret_jobs WHERE state = 'succeeded'") == h.accounts.count }
         let succeeded = try h.count("SELECT count(*) FROM secret_jobs WHERE state = 'succeeded'")
         #expect(done, "\(succeeded) of \(h.accounts.count) jobs succeeded within 25 s while the ledger table was locked; stderr: \(worker.stderr.suffix(1500))")
+        expectStopsOnSIGTERM(worker)
+        try locker.executeScript("ROLLBACK")
+    }
+
+    /// A connection holding `oauth_token_ledger` locked in `mode` (until ROLLBACK or close).
+    private func lockLedger(_ h: Harness, mode: String) throws -> PGConnection {
+        let locker = try h.connect()
+        do {
+            try locker.executeScript("BEGIN; LOCK TABLE oauth_token_ledger IN \(mode) MODE;")
+            return locker
+        } catch {
+            locker.close()
+            throw error
+        }
+    }
+
+    /// SIGTERM gets the worker out within 15 s (its grace is 2 s) while the ledger is locked.
+    private func expectStopsOnSIGTERM(_ worker: BackgroundProcess) {
         worker.signal(SIGTERM)
         let stopped = worker.wait(timeout: 15)
         #expect(stopped == 0, "the worker did not stop within 15 s of SIGTERM (grace 2 s) while the ledger table was locked; stderr: \(worker.stderr.suffix(800))")
-        try locker.executeScript("ROLLBACK")
     }
     /// README: live tokens are "unexpired, unrevoked; an unanswered request counts for an hour".
     /// A token request that Atlas *answered* with a 5xx made no token here (the simulator's fault
