@@ -357,7 +357,7 @@ public final class Worker: Sendable {
     static func pacingNotice(_ payload: String, schema: String) -> (org: String, seconds: Double)? {
         let parts = payload.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, parts[2] == schema, let seconds = Double(parts[1]), seconds.isFinite, seconds >= 0 else { return nil }
-        return (String(parts[0]), min(seconds, 3600))
+        return (String(parts[0]), min(seconds, maxRetryAfter))
     }
 
     /// LISTENs for inserts (wakes the claimer) and for org throttles (closes the gate);

@@ -11,10 +11,8 @@ final class WorkerState: Sendable {
         var queue: [ClaimedJob] = []
         /// Jobs held while their org is throttled (still claimed, leases renewed, on no lane).
         var parked: [(job: ClaimedJob, until: ContinuousClock.Instant)] = []
-        var inFlight: [Int64: JobFence] = [:]
-        /// Jobs held per org (the orgs of `inFlight`).
-        var orgs: [String: Int] = [:]
-        var orgOf: [Int64: String] = [:]
+        /// Every job held, by id: its attempt's fence, and its org.
+        var inFlight: [Int64: (fence: JobFence, org: String)] = [:]
         var lanesRunning = 0
         var succeeded = 0
         var failed = 0
@@ -68,7 +66,7 @@ final class WorkerState: Sendable {
     /// throttled try). False (the caller gives it back) when stopping or `limit` jobs are parked.
     func park(_ job: ClaimedJob, for seconds: Double, limit: Int) -> Bool {
         let parked = fields.withLock { f -> Bool in
-            guard !f.stopping, f.parked.count < limit, f.inFlight[job.fence.jobId] == job.fence else { return false }
+            guard !f.stopping, f.parked.count < limit, f.inFlight[job.fence.jobId]?.fence == job.fence else { return false }
             f.parked.append((job, ContinuousClock.now + .milliseconds(Int((seconds * 1000).rounded(.up)))))
             return true
         }
@@ -100,7 +98,8 @@ final class WorkerState: Sendable {
     /// The orgs of `jobs` this process holds no job of: another worker may have spent their
     /// buckets since this one last called them. Ask before `enqueue` (lanes start at once).
     func orgsNotHeld(in jobs: [ClaimedJob]) -> Set<String> {
-        fields.withLock { f in Set(jobs.map(\.job.orgId).filter { f.orgs[$0] == nil }) }
+        let held = fields.withLock { f in Set(f.inFlight.values.map(\.org)) }
+        return Set(jobs.map(\.job.orgId)).subtracting(held)
     }
 
     /// Hands claimed jobs to the lanes.
@@ -108,10 +107,7 @@ final class WorkerState: Sendable {
         fields.withLock { f in
             for job in jobs {
                 f.queue.append(job)
-                f.inFlight[job.fence.jobId] = job.fence
-                if f.orgOf.updateValue(job.job.orgId, forKey: job.fence.jobId) == nil {
-                    f.orgs[job.job.orgId, default: 0] += 1
-                }
+                f.inFlight[job.fence.jobId] = (job.fence, job.job.orgId)
             }
         }
         for _ in jobs { available.signal() }
@@ -146,13 +142,7 @@ final class WorkerState: Sendable {
     func finished(_ fence: JobFence, outcome: Outcome) {
         fields.withLock { f in
             // Only this attempt's entry: a newer attempt of the same job may have replaced it.
-            if f.inFlight[fence.jobId] == fence {
-                f.inFlight[fence.jobId] = nil
-                if let org = f.orgOf.removeValue(forKey: fence.jobId) {
-                    f.orgs[org, default: 1] -= 1
-                    if f.orgs[org] == 0 { f.orgs[org] = nil }
-                }
-            }
+            if f.inFlight[fence.jobId]?.fence == fence { f.inFlight[fence.jobId] = nil }
             switch outcome {
             case .succeeded: f.succeeded += 1
             case .failed: f.failed += 1
@@ -167,7 +157,7 @@ final class WorkerState: Sendable {
     enum Outcome { case succeeded, failed, retried, superseded, givenBack, parked }
 
     /// The attempts whose leases the heartbeat renews.
-    var fencesInFlight: [JobFence] { fields.withLock { Array($0.inFlight.values) } }
+    var fencesInFlight: [JobFence] { fields.withLock { $0.inFlight.values.map(\.fence) } }
 
     func laneStarted() { fields.withLock { $0.lanesRunning += 1 } }
     func laneExited() {
