@@ -89,8 +89,9 @@ final class OrgGate: Sendable {
 
     /// The admitted call ended: `throttledFor` seconds when Atlas throttled it; `remaining` and
     /// `limit` its `RateLimit-Remaining` and `RateLimit-Limit` headers (nil: absent, or no answer
-    /// at all when `answered` is false).
-    func finish(_ org: String, answered: Bool, remaining: Int?, limit: Int? = nil, throttledFor: Double?) {
+    /// at all when `answered` is false); `sentAt` when the call went out (nil: unknown).
+    func finish(_ org: String, answered: Bool, remaining: Int?, limit: Int? = nil, throttledFor: Double?,
+                sentAt: ContinuousClock.Instant? = nil) {
         orgs.withLock { map in
             var o = map[org] ?? GateOrg()
             let now = ContinuousClock.now
@@ -111,6 +112,10 @@ final class OrgGate: Sendable {
                 }
             } else if answered {
                 o.probing = false
+                // An answer to a call sent before one already answered may carry an older count
+                // (answers overtake each other under load): it may lower the bound, never raise it.
+                let overtaken = sentAt.map { sent in o.newestAnsweredSentAt.map { sent < $0 } ?? false } ?? false
+                if let sentAt, o.newestAnsweredSentAt.map({ $0 < sentAt }) ?? true { o.newestAnsweredSentAt = sentAt }
                 if let remaining {
                     if let limit {
                         o.capacity = Double(limit)
@@ -124,6 +129,8 @@ final class OrgGate: Sendable {
                     // took); otherwise Atlas's count wins (someone else spends tokens, or they
                     // come back faster than assumed).
                     if let model = o.level(at: now), model >= floor, model < floor + 1.1 {
+                        o.level = model
+                    } else if overtaken, let model = o.level(at: now), model < floor {
                         o.level = model
                     } else {
                         o.level = floor
@@ -169,6 +176,8 @@ struct GateOrg {
     var inFlight = 0
     /// One call at a time until Atlas answers the org (start, and after each throttle).
     var probing = true
+    /// When the newest call Atlas has answered went out.
+    var newestAnsweredSentAt: ContinuousClock.Instant?
     /// Atlas throttled the org at least once.
     var wasThrottled = false
     /// A lower bound of the tokens in the org's bucket at `levelAt` (nil: Atlas sends no
@@ -235,9 +244,10 @@ struct PacedAtlas {
             throw AtlasError(code: .rateLimited, operation: "call to organization \(org)",
                              message: "the organization is throttled for another \(String(format: "%.2f", wait)) s", retryAfter: wait, isAmbiguous: false)
         }
+        let sentAt = ContinuousClock.now
         do {
             let result = try body()
-            gate.finish(org, answered: true, remaining: client.lastRateLimitRemaining, limit: client.lastRateLimitLimit, throttledFor: nil)
+            gate.finish(org, answered: true, remaining: client.lastRateLimitRemaining, limit: client.lastRateLimitLimit, throttledFor: nil, sentAt: sentAt)
             return result
         } catch {
             // The token endpoint's answers (and the token ledger's refusal) are no word from Atlas
@@ -248,7 +258,8 @@ struct PacedAtlas {
             } else if error.code == .rateLimited {
                 gate.finish(org, answered: true, remaining: 0, limit: client.lastRateLimitLimit, throttledFor: error.retryAfter ?? fallbackDelay())
             } else {
-                gate.finish(org, answered: error.httpStatus != nil, remaining: client.lastRateLimitRemaining, limit: client.lastRateLimitLimit, throttledFor: nil)
+                gate.finish(org, answered: error.httpStatus != nil, remaining: client.lastRateLimitRemaining, limit: client.lastRateLimitLimit,
+                            throttledFor: nil, sentAt: sentAt)
             }
             throw error
         }
