@@ -54,6 +54,16 @@ import Testing
         #expect(held.org != free.org)
         let conn = try h.connect()
         defer { conn.close() }
+        // A notice sent before the listener LISTENs is not delivered: wait for its last set-up
+        // query (it reads its schema after both LISTENs).
+        let owner = try #require(worker.stderr.range(of: #""owner":""#).map { String(worker.stderr[$0.upperBound...].prefix { $0 != "\"" }) })
+        let listening = try eventually(timeout: 15) {
+            try h.count("""
+                SELECT count(*) FROM pg_stat_activity
+                WHERE application_name = 'atlas-secrets listener \(owner)' AND query LIKE '%current_schema()%'
+                """) == 1
+        }
+        try #require(listening, "the worker's listener did not start")
         let noticeAt = try conn.query("""
             SELECT extract(epoch FROM clock_timestamp())::float8 AS t,
                    pg_notify('atlas_secrets_pacing', \(held.org) || ' 3 ' || current_schema()),
